@@ -1,0 +1,341 @@
+"""The local stack: emulators plus every function in its own process.
+
+``Stack.start()`` picks free ports, starts the Firestore, Pub/Sub and BigQuery
+emulators, creates the dataset and tables from the schema files, starts each
+function of ``functions/manifest.json`` under functions-framework (as in
+production, one process per function), creates the topics and the push
+subscriptions (each with a dead-letter topic), and waits until everything
+answers. ``Stack.stop()`` ends every process group it started; the runner also
+stops them on exit, Ctrl-C or failure.
+
+Run ``python -m devstack.stack`` to keep a stack up until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MANIFEST = ROOT / "functions" / "manifest.json"
+BQ_VENV = ROOT / ".venv-bq"
+BQ_HOME = ROOT / ".cache" / "bq-home"
+PROJECT = "calltrack-local"
+DATASET = "calltrack"
+# Pub/Sub retries a failing push about once a second on the emulator; five
+# attempts then the dead-letter topic (the minimum Pub/Sub allows).
+MAX_DELIVERY_ATTEMPTS = 5
+READY_TIMEOUT_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def sdk_root() -> Path:
+    gcloud = shutil.which("gcloud")
+    if not gcloud:
+        raise RuntimeError("The Google Cloud CLI (gcloud) is needed for the emulators.")
+    out = subprocess.run(
+        [gcloud, "info", "--format=value(installation.sdk_root)"],
+        capture_output=True, text=True, check=True,
+    )
+    return Path(out.stdout.strip())
+
+
+def manifest() -> dict:
+    return json.loads(MANIFEST.read_text())
+
+
+def _get(url: str, timeout: float = 1.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, b""
+
+
+def _request(method: str, url: str, body: dict | None = None) -> int:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen
+    log_path: Path
+
+
+@dataclass
+class Stack:
+    """A running local stack. Ports are free ones, so stacks never collide."""
+
+    env_overrides: dict = field(default_factory=dict)
+    functions: tuple[str, ...] | None = None  # None: every function
+    quiet: bool = False
+    run_dir: Path = field(default_factory=lambda: Path(
+        tempfile.mkdtemp(prefix="calltrack-stack-")))
+    processes: list[Process] = field(default_factory=list)
+    ports: dict[str, int] = field(default_factory=dict)
+    urls: dict[str, str] = field(default_factory=dict)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self) -> "Stack":
+        atexit.register(self.stop)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        started = time.monotonic()
+        sdk = sdk_root()
+        self.ports = {
+            "firestore": free_port(), "pubsub": free_port(), "bigquery": free_port(),
+            "bigquery_grpc": free_port(),
+        }
+        self._spawn("firestore", [
+            str(sdk / "platform/cloud-firestore-emulator/cloud_firestore_emulator"),
+            "start", "--host=127.0.0.1", f"--port={self.ports['firestore']}",
+        ])
+        self._spawn("pubsub", [
+            str(sdk / "platform/pubsub-emulator/bin/cloud-pubsub-emulator"),
+            "--host=127.0.0.1", f"--port={self.ports['pubsub']}",
+        ])
+        bq_data = self.run_dir / "bigquery"
+        bq_data.mkdir(exist_ok=True)
+        self._spawn("bigquery", [
+            str(BQ_VENV / "bin" / "local-bigquery"), "serve", "--host", "127.0.0.1",
+            "--port", str(self.ports["bigquery"]),
+            "--grpc-port", str(self.ports["bigquery_grpc"]),
+            "--data-dir", str(bq_data), "--project", PROJECT,
+        ], env={**os.environ, "HOME": str(BQ_HOME)})
+
+        self._wait("firestore", lambda: _get(f"http://{self.firestore_host}/")[0] == 200)
+        self._wait("pubsub", lambda: _get(f"http://{self.pubsub_host}/v1/projects/"
+                                          f"{PROJECT}/topics")[0] == 200)
+        self._wait("bigquery", lambda: _get(
+            f"{self.bigquery_url}/discovery/v1/apis/bigquery/v2/rest")[0] == 200)
+        self._apply_env()
+        self._create_tables()
+
+        specs = manifest()["functions"]
+        names = self.functions or tuple(specs)
+        for name in names:
+            self.ports[name] = free_port()
+            self.urls[name] = f"http://127.0.0.1:{self.ports[name]}"
+            self._spawn_function(name, specs[name])
+        for name in names:
+            self._wait(name, lambda n=name: self._function_up(n))
+        self.create_topics()
+        self._say(f"stack up in {time.monotonic() - started:.1f} s "
+                  f"(logs in {self.run_dir})")
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            if proc.popen.poll() is None:
+                try:
+                    os.killpg(proc.popen.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 5
+        for proc in self.processes:
+            try:
+                proc.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.popen.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.popen.wait(timeout=5)
+        self.processes.clear()
+
+    # -- processes ------------------------------------------------------------
+
+    def _say(self, text: str) -> None:
+        if not self.quiet:
+            print(f"[stack] {text}", file=sys.stderr, flush=True)
+
+    def _spawn(self, name: str, argv: list[str], env: dict | None = None) -> Process:
+        log_path = self.run_dir / f"{name}.log"
+        with open(log_path, "ab") as out:
+            popen = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env or os.environ.copy(), cwd=ROOT, start_new_session=True,
+            )
+        proc = Process(name, popen, log_path)
+        self.processes.append(proc)
+        return proc
+
+    def _wait(self, name: str, ready) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        proc = next((p for p in self.processes if p.name == name), None)
+        while time.monotonic() < deadline:
+            if proc and proc.popen.poll() is not None:
+                tail = proc.log_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{name} exited while starting:\n{tail}")
+            try:
+                if ready():
+                    return
+            except (OSError, urllib.error.URLError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{name} did not answer within {READY_TIMEOUT_S:.0f} s.")
+
+    @property
+    def firestore_host(self) -> str:
+        return f"127.0.0.1:{self.ports['firestore']}"
+
+    @property
+    def pubsub_host(self) -> str:
+        return f"127.0.0.1:{self.ports['pubsub']}"
+
+    @property
+    def bigquery_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['bigquery']}"
+
+    def env(self) -> dict:
+        """Environment for anything that talks to this stack."""
+        return {
+            "CALLTRACK_BACKEND": "emulator",
+            "GOOGLE_CLOUD_PROJECT": PROJECT,
+            "CALLTRACK_DATASET": DATASET,
+            "FIRESTORE_EMULATOR_HOST": self.firestore_host,
+            "PUBSUB_EMULATOR_HOST": self.pubsub_host,
+            "BIGQUERY_EMULATOR_HOST": self.bigquery_url,
+            **self.env_overrides,
+        }
+
+    def _apply_env(self) -> None:
+        """Point this process's own clients at the stack too."""
+        os.environ.update(self.env())
+        from shared import clients, settings
+
+        settings.get.cache_clear()
+        for client in (clients.firestore, clients.publisher, clients.bigquery):
+            client.cache_clear()
+
+    def _spawn_function(self, name: str, spec: dict) -> None:
+        env = {
+            **os.environ, **self.env(),
+            "PYTHONPATH": str(ROOT),
+            "PYTHONUNBUFFERED": "1",
+        }
+        signature = "http" if spec["trigger"] == "http" else "cloudevent"
+        self._spawn(name, [
+            sys.executable, "-m", "functions_framework",
+            "--target", spec["entry_point"],
+            "--source", str(ROOT / "functions" / name / "main.py"),
+            "--signature-type", signature,
+            "--host", "127.0.0.1", "--port", str(self.ports[name]),
+        ], env=env)
+
+    def _function_up(self, name: str) -> bool:
+        # Any HTTP answer means the server is serving; a 404/400 is fine here.
+        status, _ = _get(self.urls[name] + "/__ready__", timeout=0.5)
+        return status > 0
+
+    # -- resources ------------------------------------------------------------
+
+    def _create_tables(self) -> None:
+        from shared import warehouse
+
+        warehouse.ensure_tables()
+
+    def create_topics(self) -> None:
+        """Topics, dead-letter topics and push subscriptions to the functions."""
+        base = f"http://{self.pubsub_host}/v1/projects/{PROJECT}"
+        spec = manifest()
+        for topic in spec["topics"]:
+            _request("PUT", f"{base}/topics/{topic}", {})
+            _request("PUT", f"{base}/topics/{topic}-dead-letter", {})
+            # A pull subscription keeps dead letters for replay and inspection.
+            _request("PUT", f"{base}/subscriptions/{topic}-dead-letter", {
+                "topic": f"projects/{PROJECT}/topics/{topic}-dead-letter",
+            })
+        for name, fn in spec["functions"].items():
+            if fn["trigger"] != "pubsub" or name not in self.urls:
+                continue
+            topic = fn["topic"]
+            _request("PUT", f"{base}/subscriptions/{name}", {
+                "topic": f"projects/{PROJECT}/topics/{topic}",
+                "pushConfig": {
+                    "pushEndpoint": f"{self.urls[name]}/projects/{PROJECT}/topics/{topic}",
+                },
+                "ackDeadlineSeconds": 30,
+                "deadLetterPolicy": {
+                    "deadLetterTopic": f"projects/{PROJECT}/topics/{topic}-dead-letter",
+                    "maxDeliveryAttempts": MAX_DELIVERY_ATTEMPTS,
+                },
+                "retryPolicy": {"minimumBackoff": "1s", "maximumBackoff": "10s"},
+            })
+
+    def reset_firestore(self) -> None:
+        url = (f"http://{self.firestore_host}/emulator/v1/projects/{PROJECT}"
+               "/databases/(default)/documents")
+        for _ in range(100):
+            if _request("DELETE", url) == 200:
+                return
+            time.sleep(0.2)  # 409 while a transaction is open
+        raise RuntimeError("The Firestore emulator refused to reset.")
+
+    def firestore(self):
+        from shared import clients
+
+        return clients.firestore()
+
+    def bigquery(self):
+        from shared import clients
+
+        return clients.bigquery()
+
+    def query(self, sql: str) -> list[dict]:
+        sql = sql.replace("{dataset}", f"{PROJECT}.{DATASET}")
+        return [dict(row) for row in self.bigquery().query(sql).result()]
+
+    def log_text(self, name: str) -> str:
+        proc = next(p for p in self.processes if p.name == name)
+        return proc.log_path.read_text(errors="replace")
+
+
+def main() -> int:
+    stack = Stack().start()
+    print(json.dumps({"urls": stack.urls, "env": stack.env()}, indent=2))
+    print("Stack is up; Ctrl-C stops it.", file=sys.stderr)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

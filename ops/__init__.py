@@ -1,0 +1,1 @@
+"""The operator command line: ``python -m ops <command> ...``."""

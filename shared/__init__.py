@@ -1,0 +1,1 @@
+"""The call-tracking product's domain library, shared by every function."""

@@ -1,0 +1,134 @@
+"""One typed settings object, read from environment variables once per process.
+
+Every environment variable the product reads is named here and nowhere else.
+Values come from the environment only; where a variable is unset the default
+below wins. ``CALLTRACK_BACKEND`` is the one switch between the local emulators
+and live Google Cloud: the rest of the code path is identical.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+
+from shared.errors import ConfigError
+
+BACKEND = "CALLTRACK_BACKEND"  # "emulator" or "gcp"
+PROJECT = "GOOGLE_CLOUD_PROJECT"
+DATASET = "CALLTRACK_DATASET"
+FIRESTORE_EMULATOR = "FIRESTORE_EMULATOR_HOST"
+PUBSUB_EMULATOR = "PUBSUB_EMULATOR_HOST"
+BIGQUERY_EMULATOR = "BIGQUERY_EMULATOR_HOST"
+TOPIC_SESSIONS = "CALLTRACK_TOPIC_SESSIONS"
+TOPIC_CALL_EVENTS = "CALLTRACK_TOPIC_CALL_EVENTS"
+TOPIC_CALLS_STITCHED = "CALLTRACK_TOPIC_CALLS_STITCHED"
+LOG_LEVEL = "CALLTRACK_LOG_LEVEL"
+MAX_BODY_BYTES = "CALLTRACK_MAX_BODY_BYTES"
+PICK_WINDOW = "CALLTRACK_PICK_WINDOW"
+RATE_PER_MIN = "CALLTRACK_RATE_PER_MIN"
+RATE_BURST = "CALLTRACK_RATE_BURST"
+SITE_CACHE_S = "CALLTRACK_SITE_CACHE_S"
+PUBLISH_TIMEOUT_S = "CALLTRACK_PUBLISH_TIMEOUT_S"
+
+
+@dataclass(frozen=True)
+class Settings:
+    backend: str
+    project: str
+    dataset: str
+    firestore_emulator: str | None
+    pubsub_emulator: str | None
+    bigquery_emulator: str | None
+    topic_sessions: str
+    topic_call_events: str
+    topic_calls_stitched: str
+    log_level: str
+    # 16 KB: a snippet request carries three touches and a few ids; far more
+    # than that is abuse, and refusing it early keeps parsing cheap.
+    max_body_bytes: int
+    # How many of the least recently released free numbers one assignment
+    # chooses among at random; wider means fewer concurrent picks of one number.
+    pick_window: int
+    # New-session claims per client IP per minute on one instance, with a burst.
+    rate_per_min: int
+    rate_burst: int
+    # Site documents change rarely; caching them saves a read per request.
+    site_cache_s: float
+    # Upper bound on waiting for Pub/Sub to accept a message on a request path.
+    publish_timeout_s: float
+
+    @property
+    def emulated(self) -> bool:
+        return self.backend == "emulator"
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        msg = f"{name} must be an integer, found {raw!r}."
+        raise ConfigError(msg) from None
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        msg = f"{name} must be a number, found {raw!r}."
+        raise ConfigError(msg) from None
+
+
+def load() -> Settings:
+    """Build settings from the environment; raises ConfigError on bad values."""
+    backend = os.environ.get(BACKEND, "gcp")
+    if backend not in ("emulator", "gcp"):
+        msg = f"{BACKEND} must be 'emulator' or 'gcp', found {backend!r}."
+        raise ConfigError(msg)
+
+    project = os.environ.get(PROJECT, "")
+    if not project:
+        msg = f"{PROJECT} must name the Google Cloud project, found nothing."
+        raise ConfigError(msg)
+
+    emulators = {
+        FIRESTORE_EMULATOR: os.environ.get(FIRESTORE_EMULATOR) or None,
+        PUBSUB_EMULATOR: os.environ.get(PUBSUB_EMULATOR) or None,
+        BIGQUERY_EMULATOR: os.environ.get(BIGQUERY_EMULATOR) or None,
+    }
+    if backend == "emulator":
+        missing = [name for name, value in emulators.items() if not value]
+        if missing:
+            msg = f"{BACKEND}=emulator needs {', '.join(missing)} to be set."
+            raise ConfigError(msg)
+
+    return Settings(
+        backend=backend,
+        project=project,
+        dataset=os.environ.get(DATASET, "calltrack"),
+        firestore_emulator=emulators[FIRESTORE_EMULATOR],
+        pubsub_emulator=emulators[PUBSUB_EMULATOR],
+        bigquery_emulator=emulators[BIGQUERY_EMULATOR],
+        topic_sessions=os.environ.get(TOPIC_SESSIONS, "sessions"),
+        topic_call_events=os.environ.get(TOPIC_CALL_EVENTS, "call-events"),
+        topic_calls_stitched=os.environ.get(TOPIC_CALLS_STITCHED, "calls-stitched"),
+        log_level=os.environ.get(LOG_LEVEL, "INFO").upper(),
+        max_body_bytes=_int(MAX_BODY_BYTES, 16 * 1024),
+        pick_window=_int(PICK_WINDOW, 48),
+        rate_per_min=_int(RATE_PER_MIN, 60),
+        rate_burst=_int(RATE_BURST, 20),
+        site_cache_s=_float(SITE_CACHE_S, 30.0),
+        publish_timeout_s=_float(PUBLISH_TIMEOUT_S, 5.0),
+    )
+
+
+@functools.cache
+def get() -> Settings:
+    """The process-wide settings, read on first use."""
+    return load()

@@ -1,0 +1,170 @@
+"""Touches: where a visit came from, and how the snippet's touches are cleaned.
+
+A touch is one arrival: its UTM set, click ids, referrer, landing page and time.
+A touch is *direct* when it has no UTM, no click id and no referrer from another
+site. Visitors keep three: the first, the last, and the last non-direct one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from urllib.parse import urlsplit
+
+from shared.errors import BadRequest
+
+UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
+CLICK_IDS = ("gclid", "gbraid", "wbraid", "yclid", "fbclid")
+TOUCH_KEYS = UTM_KEYS + CLICK_IDS + ("referrer", "landing_page", "at")
+
+# Longer values than these are not URLs or tags anyone writes; they are abuse.
+MAX_URL_CHARS = 2048
+MAX_VALUE_CHARS = 500
+
+# Where a click id says which platform paid for the click.
+_CLICK_CHANNELS = {
+    "gclid": ("google", "cpc"),
+    "gbraid": ("google", "cpc"),
+    "wbraid": ("google", "cpc"),
+    "yclid": ("yandex", "cpc"),
+    "fbclid": ("meta", "paid_social"),
+}
+_SEARCH_ENGINES = {
+    "google": "google",
+    "yandex": "yandex",
+    "bing": "bing",
+    "duckduckgo": "duckduckgo",
+    "yahoo": "yahoo",
+    "mail.ru": "mail.ru",
+}
+
+
+def host_of(url: str | None) -> str:
+    if not url:
+        return ""
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def site_domain(host: str) -> str:
+    """The registrable part a visitor stays within (``www.shop.example.com`` ->
+    ``example.com``); two-label hosts and IP addresses are kept whole.
+
+    Note: without the public-suffix list, ``shop.co.uk`` becomes ``co.uk``; the
+    only effect is that such a referrer counts as same-site, never a lost touch.
+    """
+    labels = host.split(".")
+    if len(labels) <= 2 or labels[-1].isdigit():
+        return host
+    return ".".join(labels[-2:])
+
+
+def is_external_referrer(referrer: str | None, landing_page: str | None) -> bool:
+    ref_host = host_of(referrer)
+    if not ref_host:
+        return False
+    return site_domain(ref_host) != site_domain(host_of(landing_page))
+
+
+def is_direct(touch: dict | None) -> bool:
+    if not touch:
+        return True
+    if any(touch.get(key) for key in UTM_KEYS + CLICK_IDS):
+        return False
+    return not is_external_referrer(touch.get("referrer"), touch.get("landing_page"))
+
+
+def channel(touch: dict | None) -> tuple[str, str]:
+    """(source, medium) of a touch, derived when the UTM set is missing."""
+    touch = touch or {}
+    source, medium = touch.get("utm_source"), touch.get("utm_medium")
+    if source or medium:
+        return source or "(not set)", medium or "(not set)"
+
+    for key, pair in _CLICK_CHANNELS.items():
+        if touch.get(key):
+            return pair
+
+    ref_host = host_of(touch.get("referrer"))
+    if is_external_referrer(touch.get("referrer"), touch.get("landing_page")):
+        for marker, name in _SEARCH_ENGINES.items():
+            if marker in ref_host:
+                return name, "organic"
+        return ref_host, "referral"
+    return "(direct)", "(none)"
+
+
+def _text(value, key: str, limit: int) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        kind = type(value).__name__
+        raise BadRequest(f"Expected {key} to be a string, found {kind}.", code="field")
+    if len(value) > limit:
+        msg = f"Expected {key} of at most {limit} characters, found {len(value)}."
+        raise BadRequest(msg, code="field_size")
+    return value
+
+
+def _timestamp(value, key: str) -> str | None:
+    text = _text(value, key, 40)
+    if text is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"Expected {key} in ISO 8601, found {text!r}.", code="field")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC).isoformat()
+
+
+def clean_touch(raw, name: str) -> dict | None:
+    """Validate one touch from the snippet, keeping only known keys.
+
+    Raises BadRequest for wrong types and absurd sizes; unknown keys are dropped.
+    """
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        kind = type(raw).__name__
+        raise BadRequest(f"Expected {name} to be an object, found {kind}.", code="field")
+
+    touch: dict = {}
+    for key in UTM_KEYS + CLICK_IDS:
+        value = _text(raw.get(key), f"{name}.{key}", MAX_VALUE_CHARS)
+        if value is not None:
+            touch[key] = value
+    for key in ("referrer", "landing_page"):
+        value = _text(raw.get(key), f"{name}.{key}", MAX_URL_CHARS)
+        if value is not None:
+            touch[key] = value
+    at = _timestamp(raw.get("at"), f"{name}.at")
+    if at is not None:
+        touch["at"] = at
+    return touch or None
+
+
+def merge_visitor_touches(stored: dict | None, sent: dict) -> dict:
+    """The visitor's three touches after this visit.
+
+    The server's record wins for the first touch (a cleared cookie must not
+    rewrite history); the snippet's view wins for the last touches, and a
+    direct last touch never replaces the stored last non-direct one.
+    """
+    stored = stored or {}
+    first = stored.get("first_touch") or sent.get("first_touch") or sent.get(
+        "last_touch"
+    )
+    last = sent.get("last_touch") or stored.get("last_touch")
+    last_non_direct = stored.get("last_non_direct_touch")
+    for candidate in (sent.get("last_non_direct_touch"), last):
+        if candidate and not is_direct(candidate):
+            last_non_direct = candidate
+            break
+    return {
+        "first_touch": first,
+        "last_touch": last,
+        "last_non_direct_touch": last_non_direct,
+    }
