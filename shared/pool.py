@@ -437,26 +437,30 @@ class Assigner:
                session_doc) -> Outcome:
         """Claim a number for a session: sticky, then pool, then overflow."""
         outcome = Outcome()
-        tried: set[str] = set()
+        tried: set[tuple[str, object]] = set()  # (number, version) attempted
 
         last_number = visitor.data.get("last_number") if visitor else None
         if last_number:
             snap = self.store.get(NUMBERS, last_number)
             if snap and snap.data.get("site_id") == site.site_id:
-                tried.add(snap.id)
+                tried.add((snap.id, snap.version))
                 if claimable_by(snap.data, visitor_id, now) and self._commit_claim(
                     site, snap, visitor_id, session_id, now, visitor_write,
                     session_doc, "sticky", outcome,
                 ):
                     return outcome
 
-        for _ in range(MAX_CLAIM_ATTEMPTS):
+        commits = 0
+        for _ in range(2 * MAX_CLAIM_ATTEMPTS):
             snap = self.candidates.take(site.site_id, now, self.rng)
-            if snap is None:
+            if snap is None or commits == MAX_CLAIM_ATTEMPTS:
                 break
-            if snap.id in tried or not is_free(snap.data, now):
+            if (snap.id, snap.version) in tried or not is_free(snap.data, now):
+                # The cached list predates this request's view: read it afresh.
+                self.candidates.forget(site.site_id)
                 continue
-            tried.add(snap.id)
+            tried.add((snap.id, snap.version))
+            commits += 1
             if self._commit_claim(site, snap, visitor_id, session_id, now,
                                   visitor_write, session_doc, "pool", outcome):
                 return outcome
@@ -511,7 +515,7 @@ class Assigner:
         if not self.store.commit(writes):
             return False
 
-        if previous and previous.get("session_id") != session_id:
+        if previous and not previous.get("released") and previous["hold_id"]:
             # The previous holder's lease lapsed without a release: its hold
             # ended when the lease did, which the warehouse learns only now.
             if previous["expires_at"] > now:
@@ -620,11 +624,13 @@ class Assigner:
                                                 expires, "renew", shared=True))
 
         # Two tabs of one session may renew at once; the loser of that race
-        # reads again and still finds its own lease.
+        # reads again and still finds its own lease. A lease that has ended
+        # (released on the previous page, or lapsed) is never revived: the
+        # session claims again, which starts a new hold in the log.
         for _ in range(2):
             snap = self.store.get(NUMBERS, number) if number and hold_id else None
             lease = (snap.data.get("lease") or {}) if snap else {}
-            if not snap or lease.get("hold_id") != hold_id:
+            if lease.get("hold_id") != hold_id or not lease_live(snap.data, now):
                 break
             ok = self.store.commit([
                 Write(NUMBERS, snap.id, {
@@ -698,6 +704,7 @@ class Assigner:
             if lease.get("hold_id") == hold_id:
                 writes.insert(0, Write(NUMBERS, snap.id, {
                     "lease.expires_at": end,
+                    "lease.released": True,
                     "available_at": end + dt.timedelta(seconds=site.cooldown_s),
                     "last_released_at": end,
                 }, mode="update", expect=snap))

@@ -334,3 +334,22 @@ def test_sessions_and_holds_reach_bigquery_through_pubsub(make_site, assign_clie
                          "number_kind": "dynamic", "first_source": "google"}]
     assert holds == [{"event": "start", "number": number, "released": False},
                      {"event": "release", "number": number, "released": True}]
+
+
+def test_next_page_of_a_session_after_release_starts_a_new_hold(make_site,
+                                                                assign_client, fs):
+    """Navigation releases on pagehide; the next page takes the number back."""
+    make_site(dynamic_numbers=numbers(4))
+    v = visit()
+    first = assign_client.call("POST", "/?site=demo", v).json()
+    assign_client.call("POST", "/release?site=demo", {"session_id": v["session_id"]})
+    second = assign_client.call("POST", "/?site=demo", v).json()
+    assign_client.call("POST", "/release?site=demo", {"session_id": v["session_id"]})
+
+    holds = sorted(docs(fs, "holds"), key=lambda h: h["from"])
+    assert second["number"] == first["number"]
+    assert second["session_id"] == first["session_id"]
+    assert [h["released"] for h in holds] == [True, True]
+    assert holds[1]["from"] >= holds[0]["until"]
+    number = fs.collection("numbers").document(first["number"]).get().to_dict()
+    assert number["lease"]["released"] is True
