@@ -751,6 +751,8 @@ def session_row(session_id: str, doc: dict) -> dict:
         "campaign": touch.get("utm_campaign"),
         "content": touch.get("utm_content"),
         "term": touch.get("utm_term"),
+        "utm_raw": touch.get("utm_raw"),
+        "utm_findings": touch.get("utm_findings") or [],
         "click_ids": {key: touch.get(key) for key in touches.CLICK_IDS},
         "landing_page": doc.get("page_url") or touch.get("landing_page"),
         "referrer": doc.get("referrer"),

@@ -143,7 +143,27 @@ def clean_touch(raw, name: str) -> dict | None:
     at = _timestamp(raw.get("at"), f"{name}.at")
     if at is not None:
         touch["at"] = at
+    _normalise_utm(touch)
     return touch or None
+
+
+def _normalise_utm(touch: dict) -> None:
+    """Store UTM values in the product's standard form, keeping what arrived
+    beside them (``utm_raw``) with the finding codes, for the hygiene view."""
+    present = {key: touch[key] for key in UTM_KEYS if key in touch}
+    if not present:
+        return
+    from shared import utm
+
+    normal, raw, findings = utm.normalise_touch_utm(present)
+    for key in present:
+        if normal.get(key):
+            touch[key] = normal[key]
+        else:
+            touch.pop(key)
+    if findings or any(normal.get(k) != raw.get(k) for k in present):
+        touch["utm_raw"] = {k: v for k, v in raw.items() if v is not None}
+        touch["utm_findings"] = sorted({f.code for f in findings})
 
 
 def merge_visitor_touches(stored: dict | None, sent: dict) -> dict:

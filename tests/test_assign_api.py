@@ -353,3 +353,21 @@ def test_next_page_of_a_session_after_release_starts_a_new_hold(make_site,
     assert holds[1]["from"] >= holds[0]["until"]
     number = fs.collection("numbers").document(first["number"]).get().to_dict()
     assert number["lease"]["released"] is True
+
+
+def test_messy_utm_is_stored_normal_with_raw_kept_for_audit(make_site, assign_client,
+                                                            stack):
+    make_site(dynamic_numbers=numbers(1))
+    v = visit({"utm_source": "Google", "utm_medium": "CPC",
+               "utm_campaign": "Кухни Москва"})
+    assign_client.call("POST", "/?site=demo", v)
+
+    sid = v["session_id"]
+    (row,) = wait_for(lambda: stack.query(
+        "select source, medium, campaign, utm_raw.utm_source as raw_source, "
+        "utm_raw.utm_campaign as raw_campaign, utm_findings "
+        f"from `{{dataset}}.sessions` where session_id = '{sid}'"))
+    assert row == {"source": "google", "medium": "cpc", "campaign": "kukhni_moskva",
+                   "raw_source": "Google", "raw_campaign": "Кухни Москва",
+                   "utm_findings": ["campaign_format", "non_latin", "not_lowercase",
+                                    "whitespace"]}

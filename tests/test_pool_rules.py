@@ -213,3 +213,20 @@ def test_log_lines_are_json_with_severity_and_trace():
     assert line["message"] == "pool gone"
     assert line["event"] == "pool_exhausted"
     assert line["logging.googleapis.com/trace"] == "projects/proj/traces/abc"
+
+
+def test_touch_utm_values_are_stored_normalised_with_the_raw_beside_them():
+    touch = touches.clean_touch({"utm_source": "Google", "utm_medium": "CPC",
+                                 "utm_campaign": "kitchen_msk_leads_202611"}, "t")
+
+    assert touch["utm_source"] == "google"
+    assert touch["utm_medium"] == "cpc"
+    assert touch["utm_raw"] == {"utm_source": "Google", "utm_medium": "CPC",
+                                "utm_campaign": "kitchen_msk_leads_202611"}
+    assert touch["utm_findings"] == ["not_lowercase"]
+
+
+def test_conforming_touch_utm_values_carry_no_raw_copy():
+    touch = touches.clean_touch({"utm_source": "google", "utm_medium": "cpc"}, "t")
+
+    assert touch == {"utm_source": "google", "utm_medium": "cpc"}
