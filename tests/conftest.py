@@ -20,7 +20,17 @@ _ip = itertools.count(1)
 
 # Test stack settings: a generous per-IP limit; each test uses its own client IP.
 STACK_ENV = {"CALLTRACK_RATE_PER_MIN": "600", "CALLTRACK_RATE_BURST": "30",
-             "CALLTRACK_SITE_CACHE_S": "0", "CALLTRACK_LOG_LEVEL": "DEBUG"}
+             "CALLTRACK_SITE_CACHE_S": "0", "CALLTRACK_LOG_LEVEL": "DEBUG",
+             # Test-only provider secrets of site "demo" (never real ones).
+             "CALLTRACK_PROVIDER_SECRETS": json.dumps({"demo": {
+                 "twilio_auth_token": "test-twilio-token-0f6c2a9d8e7b4c1a",
+                 "mango_api_key": "test-mango-key-4b8e1d2c",
+                 "mango_api_salt": "test-mango-salt-9a7c5e3f",
+                 "zadarma_secret": "test-zadarma-secret-1c2d3e4f",
+                 "uis_secret": "test-uis-secret-5a6b7c8d",
+                 "generic_secret": "test-generic-secret-9e0f1a2b",
+             }}),
+             "CALLTRACK_PUBLISH_TIMEOUT_S": "2"}
 
 
 @pytest.fixture(scope="session")
@@ -114,8 +124,12 @@ def assign_client(stack):
     return Client(stack.urls["assign"])
 
 
-def wait_for(predicate, timeout: float = 20.0, interval: float = 0.2):
-    """Poll until ``predicate()`` is truthy; return its value or fail."""
+def wait_for(predicate, timeout: float = 90.0, interval: float = 0.3):
+    """Poll until ``predicate()`` is truthy; return its value or fail.
+
+    The Pub/Sub emulator pushes one message at a time (about 13 a second into
+    BigQuery here), so a row can wait behind earlier tests' backlog.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
