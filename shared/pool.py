@@ -134,18 +134,6 @@ def _id(value, name: str) -> str | None:
     return value
 
 
-def _short_text(value, name: str, limit: int) -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        kind = type(value).__name__
-        raise BadRequest(f"Expected {name} to be a string, found {kind}.", code="field")
-    if len(value) > limit:
-        msg = f"Expected {name} of at most {limit} characters, found {len(value)}."
-        raise BadRequest(msg, code="field_size")
-    return value
-
-
 def parse_request(site_id: str, body: dict, user_agent: str | None) -> AssignRequest:
     """Validate the snippet's assign body; raises BadRequest naming the field."""
     consent = body.get("consent") or {}
@@ -154,15 +142,15 @@ def parse_request(site_id: str, body: dict, user_agent: str | None) -> AssignReq
 
     ids = {}
     for key in ANALYTICS_IDS + AD_IDS:
-        value = _short_text(body.get(key), key, 200)
+        value = touches.text_field(body.get(key), key, 200)
         if value is not None:
             ids[key] = value
     return AssignRequest(
         site_id=site_id,
         visitor_id=_id(body.get("visitor_id"), "visitor_id"),
         session_id=_id(body.get("session_id"), "session_id"),
-        page_url=_short_text(body.get("page_url"), "page_url", touches.MAX_URL_CHARS),
-        referrer=_short_text(body.get("referrer"), "referrer", touches.MAX_URL_CHARS),
+        page_url=touches.text_field(body.get("page_url"), "page_url", touches.MAX_URL_CHARS),
+        referrer=touches.text_field(body.get("referrer"), "referrer", touches.MAX_URL_CHARS),
         first_touch=touches.clean_touch(body.get("first_touch"), "first_touch"),
         last_touch=touches.clean_touch(body.get("last_touch"), "last_touch"),
         last_non_direct_touch=touches.clean_touch(

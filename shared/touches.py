@@ -95,7 +95,9 @@ def channel(touch: dict | None) -> tuple[str, str]:
     return "(direct)", "(none)"
 
 
-def _text(value, key: str, limit: int) -> str | None:
+def text_field(value, key: str, limit: int) -> str | None:
+    """A string field of a request, None when empty; BadRequest on a wrong
+    type or over ``limit`` characters."""
     if value is None or value == "":
         return None
     if not isinstance(value, str):
@@ -108,7 +110,7 @@ def _text(value, key: str, limit: int) -> str | None:
 
 
 def _timestamp(value, key: str) -> str | None:
-    text = _text(value, key, 40)
+    text = text_field(value, key, 40)
     if text is None:
         return None
     try:
@@ -133,11 +135,11 @@ def clean_touch(raw, name: str) -> dict | None:
 
     touch: dict = {}
     for key in UTM_KEYS + CLICK_IDS:
-        value = _text(raw.get(key), f"{name}.{key}", MAX_VALUE_CHARS)
+        value = text_field(raw.get(key), f"{name}.{key}", MAX_VALUE_CHARS)
         if value is not None:
             touch[key] = value
     for key in ("referrer", "landing_page"):
-        value = _text(raw.get(key), f"{name}.{key}", MAX_URL_CHARS)
+        value = text_field(raw.get(key), f"{name}.{key}", MAX_URL_CHARS)
         if value is not None:
             touch[key] = value
     at = _timestamp(raw.get("at"), f"{name}.at")
