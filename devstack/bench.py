@@ -14,7 +14,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from devstack.stack import ROOT, Stack
 
@@ -67,14 +66,20 @@ def _assign_round(stack: Stack, clients: int, per_client: int, site: str) -> dic
         samples = []
         for _ in range(per_client):
             n = next(_ids)
-            body = {"visitor_id": f"bench-v-{n:08d}", "session_id": f"bench-s-{n:08d}",
-                    "last_touch": paid, "consent": {"analytics": True, "ads": True}}
+            body = {
+                "visitor_id": f"bench-v-{n:08d}",
+                "session_id": f"bench-s-{n:08d}",
+                "last_touch": paid,
+                "consent": {"analytics": True, "ads": True},
+            }
             t0 = time.perf_counter()
             resp = client.call("POST", f"/?site={site}", body)
             elapsed = time.perf_counter() - t0
             timing = server_timing(resp.headers.get("server-timing", ""))
             samples.append((elapsed, timing, resp.status, resp.json().get("kind")))
-            client.call("POST", f"/release?site={site}", {"session_id": body["session_id"]})
+            client.call(
+                "POST", f"/release?site={site}", {"session_id": body["session_id"]}
+            )
         return samples
 
     started = time.perf_counter()
@@ -87,12 +92,18 @@ def _assign_round(stack: Stack, clients: int, per_client: int, site: str) -> dic
 def _double_holds(stack: Stack, site: str) -> int:
     from google.cloud.firestore_v1.base_query import FieldFilter
 
-    holds = [d.to_dict() for d in stack.firestore().collection("holds").where(
-        filter=FieldFilter("site_id", "==", site)).stream()]
+    holds = [
+        d.to_dict()
+        for d in stack.firestore()
+        .collection("holds")
+        .where(filter=FieldFilter("site_id", "==", site))
+        .stream()
+    ]
     overlaps = 0
     for number in {h["number"] for h in holds}:
         spans = sorted((h["from"], h["until"]) for h in holds if h["number"] == number)
-        overlaps += sum(1 for (_, end), (start, _) in zip(spans, spans[1:]) if start < end)
+        pairs = zip(spans, spans[1:], strict=False)
+        overlaps += sum(1 for (_, end), (start, _) in pairs if start < end)
     return overlaps
 
 
@@ -100,19 +111,26 @@ def _double_holds(stack: Stack, site: str) -> int:
 def assign_bench() -> None:
     from shared import pool_admin
 
-    stack = Stack(functions=("assign", "record_sessions"), quiet=True,
-                  env_overrides={"CALLTRACK_RATE_PER_MIN": "0",
-                                 "CALLTRACK_LOG_LEVEL": "WARNING"}).start()
+    stack = Stack(
+        functions=("assign", "record_sessions"),
+        quiet=True,
+        env_overrides={"CALLTRACK_RATE_PER_MIN": "0", "CALLTRACK_LOG_LEVEL": "WARNING"},
+    ).start()
     try:
         client = stack.firestore()
         for clients, per_client in ((1, 150), (20, 40)):
             site = f"bench{clients}"
             # Cool-down 0: released numbers return at once, so a long run
             # measures claiming, not exhaustion.
-            pool_admin.put_site(client, {
-                "site_id": site, "default_number": "+74951230000",
-                "allowed_origins": ["https://shop.example.test"], "cooldown_s": 0,
-            })
+            pool_admin.put_site(
+                client,
+                {
+                    "site_id": site,
+                    "default_number": "+74951230000",
+                    "allowed_origins": ["https://shop.example.test"],
+                    "cooldown_s": 0,
+                },
+            )
             numbers = [f"+7495{clients:02d}{i:05d}" for i in range(POOL)]
             pool_admin.import_numbers(client, site, [{"number": n} for n in numbers])
             _assign_round(stack, clients, 5, site)  # warm-up: imports, connections
@@ -121,21 +139,31 @@ def assign_bench() -> None:
             samples = run["samples"]
             latencies = [s[0] * 1000 for s in samples]
             dynamic = [s for s in samples if s[3] == "dynamic"]
-            emit({
-                "bench": "assign", "clients": clients, "pool": len(numbers),
-                "per_s": round(len(samples) / run["wall"], 1),
-                "p50_ms": round(percentile(latencies, 0.5), 1),
-                "p99_ms": round(percentile(latencies, 0.99), 1),
-                "conflicts_per_100": round(
-                    100 * sum(s[1].get("conflicts", 0) for s in samples) / len(samples), 2),
-                "double_holds": _double_holds(stack, site),
-                "fs_reads_per_assign": round(
-                    statistics.mean(s[1].get("fsr", 0) for s in samples), 2),
-                "fs_writes_per_assign": round(
-                    statistics.mean(s[1].get("fsw", 0) for s in samples), 2),
-                "not_dynamic": len(samples) - len(dynamic),
-                "errors": sum(1 for s in samples if s[2] != 200),
-            })
+            emit(
+                {
+                    "bench": "assign",
+                    "clients": clients,
+                    "pool": len(numbers),
+                    "per_s": round(len(samples) / run["wall"], 1),
+                    "p50_ms": round(percentile(latencies, 0.5), 1),
+                    "p99_ms": round(percentile(latencies, 0.99), 1),
+                    "conflicts_per_100": round(
+                        100
+                        * sum(s[1].get("conflicts", 0) for s in samples)
+                        / len(samples),
+                        2,
+                    ),
+                    "double_holds": _double_holds(stack, site),
+                    "fs_reads_per_assign": round(
+                        statistics.mean(s[1].get("fsr", 0) for s in samples), 2
+                    ),
+                    "fs_writes_per_assign": round(
+                        statistics.mean(s[1].get("fsw", 0) for s in samples), 2
+                    ),
+                    "not_dynamic": len(samples) - len(dynamic),
+                    "errors": sum(1 for s in samples if s[2] != 200),
+                }
+            )
     finally:
         stack.stop()
 
@@ -152,12 +180,22 @@ def cold_import_bench() -> None:
         )
         runs = []
         for _ in range(3):
-            out = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                                 text=True, check=True, cwd=ROOT,
-                                 env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+            out = subprocess.run(
+                [sys.executable, "-c", code],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=ROOT,
+                env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+            )
             runs.append(float(out.stdout.strip()))
-        emit({"bench": "cold_import", "function": name,
-              "seconds": round(statistics.median(runs), 3)})
+        emit(
+            {
+                "bench": "cold_import",
+                "function": name,
+                "seconds": round(statistics.median(runs), 3),
+            }
+        )
 
 
 def _load_extra_benches() -> None:
@@ -171,8 +209,10 @@ def main(argv: list[str]) -> int:
     names = argv or list(BENCHES)
     unknown = [n for n in names if n not in BENCHES]
     if unknown:
-        print(f"unknown bench {', '.join(unknown)}; choose from {', '.join(BENCHES)}",
-              file=sys.stderr)
+        print(
+            f"unknown bench {', '.join(unknown)}; choose from {', '.join(BENCHES)}",
+            file=sys.stderr,
+        )
         return 2
     for name in names:
         BENCHES[name]()

@@ -27,10 +27,24 @@ OUT = ROOT / "out"
 
 # Channel mix of the simulated visits: (weight, touch).
 CHANNELS = [
-    (30, {"utm_source": "google", "utm_medium": "cpc", "utm_campaign":
-          "kitchen_msk_leads_202612", "gclid": "gclid"}),
-    (25, {"utm_source": "yandex", "utm_medium": "cpc", "utm_campaign":
-          "kitchen_msk_leads_202612", "yclid": "yclid"}),
+    (
+        30,
+        {
+            "utm_source": "google",
+            "utm_medium": "cpc",
+            "utm_campaign": "kitchen_msk_leads_202612",
+            "gclid": "gclid",
+        },
+    ),
+    (
+        25,
+        {
+            "utm_source": "yandex",
+            "utm_medium": "cpc",
+            "utm_campaign": "kitchen_msk_leads_202612",
+            "yclid": "yclid",
+        },
+    ),
     (10, {"utm_source": "meta", "utm_medium": "paid_social", "fbclid": "fbclid"}),
     (15, {"referrer": "https://www.google.com/", "landing_page": ORIGIN + "/"}),
     (10, {}),
@@ -73,16 +87,25 @@ def run_visits(stack: Stack, count: int, seed: int = 7) -> dict:
     def one(plan):
         n, visitor, touch, pages, releases = plan
         client = Client(stack.urls["assign"], origin=ORIGIN, ip=f"10.20.{n % 250}.1")
-        body = {"visitor_id": visitor, "session_id": f"demo-session-{n:05d}",
-                "page_url": ORIGIN + "/", "first_touch": touch, "last_touch": touch,
-                "consent": {"analytics": True, "ads": n % 10 != 0}}
+        body = {
+            "visitor_id": visitor,
+            "session_id": f"demo-session-{n:05d}",
+            "page_url": ORIGIN + "/",
+            "first_touch": touch,
+            "last_touch": touch,
+            "consent": {"analytics": True, "ads": n % 10 != 0},
+        }
         answer = client.call("POST", f"/?site={SITE}", body).json()
         for _ in range(pages - 1):
-            client.call("POST", f"/renew?site={SITE}",
-                        {"session_id": answer["session_id"], "visitor_id": visitor})
+            client.call(
+                "POST",
+                f"/renew?site={SITE}",
+                {"session_id": answer["session_id"], "visitor_id": visitor},
+            )
         if releases:
-            client.call("POST", f"/release?site={SITE}",
-                        {"session_id": answer["session_id"]})
+            client.call(
+                "POST", f"/release?site={SITE}", {"session_id": answer["session_id"]}
+            )
         return answer["kind"]
 
     started = time.monotonic()
@@ -98,16 +121,26 @@ def configure(stack: Stack) -> None:
     from shared import pool_admin
 
     client = stack.firestore()
-    pool_admin.put_site(client, {
-        "site_id": SITE, "default_number": DEFAULT_NUMBER,
-        "allowed_origins": [ORIGIN, "http://127.0.0.1"],
-        "display_format": "+7 (###) ###-##-##", "cooldown_s": 600,
-        "overflow_policy": "share",
-    })
+    pool_admin.put_site(
+        client,
+        {
+            "site_id": SITE,
+            "default_number": DEFAULT_NUMBER,
+            "allowed_origins": [ORIGIN, "http://127.0.0.1"],
+            "display_format": "+7 (###) ###-##-##",
+            "cooldown_s": 600,
+            "overflow_policy": "share",
+        },
+    )
     rows = [{"number": n} for n in POOL]
     rows += [{"number": "+74955550801", "overflow": True}]
-    rows += [{"number": "+74955550900", "kind": "static",
-              "channel": {"utm_source": "billboard", "utm_medium": "offline"}}]
+    rows += [
+        {
+            "number": "+74955550900",
+            "kind": "static",
+            "channel": {"utm_source": "billboard", "utm_medium": "offline"},
+        }
+    ]
     pool_admin.import_numbers(client, SITE, rows)
 
 
@@ -120,17 +153,23 @@ def warehouse_summary(stack: Stack, expected_sessions: int) -> dict:
         time.sleep(1)
     by_channel = stack.query(
         "select source, medium, number_kind, count(*) as sessions "
-        "from `{dataset}.sessions` group by 1, 2, 3 order by sessions desc")
+        "from `{dataset}.sessions` group by 1, 2, 3 order by sessions desc"
+    )
     holds = stack.query(
-        "select event, count(*) as n from `{dataset}.number_holds` group by 1 order by 1")
+        "select event, count(*) as n from `{dataset}.number_holds` "
+        "group by 1 order by 1"
+    )
     return {"sessions_by_channel": by_channel, "hold_events": holds}
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--visits", type=int, default=300)
-    parser.add_argument("--serve", action="store_true",
-                        help="keep the stack and the demo page up until Ctrl-C")
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep the stack and the demo page up until Ctrl-C",
+    )
     args = parser.parse_args(argv)
 
     say("Starting the local stack (emulators + functions)...")
@@ -148,14 +187,21 @@ def main(argv: list[str]) -> int:
         summary = warehouse_summary(stack, args.visits)
         say("Sessions in BigQuery by channel:")
         for row in summary["sessions_by_channel"]:
-            say(f"  {row['source']:>18} / {row['medium']:<12} {row['number_kind']:<8}"
-                f" {row['sessions']:5d}")
+            say(
+                f"  {row['source']:>18} / {row['medium']:<12} {row['number_kind']:<8}"
+                f" {row['sessions']:5d}"
+            )
         say(f"Hold events in BigQuery: {json.dumps(summary['hold_events'])}")
 
         OUT.mkdir(exist_ok=True)
         report = OUT / "demo-report.json"
-        report.write_text(json.dumps({"numbers_shown": kinds, "pool": status.to_dict(),
-                                      **summary}, indent=2, default=str))
+        report.write_text(
+            json.dumps(
+                {"numbers_shown": kinds, "pool": status.to_dict(), **summary},
+                indent=2,
+                default=str,
+            )
+        )
         say(f"Report written to {report}")
         if args.serve:
             serve(stack)
@@ -172,12 +218,15 @@ def serve(stack: Stack) -> None:
     import threading
 
     page_dir = ROOT / "snippet"
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler,
-                                directory=str(page_dir))
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(page_dir)
+    )
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 8099), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    say(f"Demo page: http://127.0.0.1:8099/demo/?endpoint={stack.urls['assign']}"
-        f"&site={SITE}  (Ctrl-C stops)")
+    say(
+        f"Demo page: http://127.0.0.1:8099/demo/?endpoint={stack.urls['assign']}"
+        f"&site={SITE}  (Ctrl-C stops)"
+    )
     try:
         while True:
             time.sleep(3600)

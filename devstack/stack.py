@@ -52,7 +52,9 @@ def sdk_root() -> Path:
         raise RuntimeError("The Google Cloud CLI (gcloud) is needed for the emulators.")
     out = subprocess.run(
         [gcloud, "info", "--format=value(installation.sdk_root)"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return Path(out.stdout.strip())
 
@@ -94,15 +96,16 @@ class Stack:
     env_overrides: dict = field(default_factory=dict)
     functions: tuple[str, ...] | None = None  # None: every function
     quiet: bool = False
-    run_dir: Path = field(default_factory=lambda: Path(
-        tempfile.mkdtemp(prefix="calltrack-stack-")))
+    run_dir: Path = field(
+        default_factory=lambda: Path(tempfile.mkdtemp(prefix="calltrack-stack-"))
+    )
     processes: list[Process] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
 
     # -- lifecycle ------------------------------------------------------------
 
-    def start(self) -> "Stack":
+    def start(self) -> Stack:
         atexit.register(self.stop)
         try:
             self._start()
@@ -115,31 +118,66 @@ class Stack:
         started = time.monotonic()
         sdk = sdk_root()
         self.ports = {
-            "firestore": free_port(), "pubsub": free_port(), "bigquery": free_port(),
+            "firestore": free_port(),
+            "pubsub": free_port(),
+            "bigquery": free_port(),
             "bigquery_grpc": free_port(),
         }
-        self._spawn("firestore", [
-            str(sdk / "platform/cloud-firestore-emulator/cloud_firestore_emulator"),
-            "start", "--host=127.0.0.1", f"--port={self.ports['firestore']}",
-        ])
-        self._spawn("pubsub", [
-            str(sdk / "platform/pubsub-emulator/bin/cloud-pubsub-emulator"),
-            "--host=127.0.0.1", f"--port={self.ports['pubsub']}",
-        ])
+        self._spawn(
+            "firestore",
+            [
+                str(sdk / "platform/cloud-firestore-emulator/cloud_firestore_emulator"),
+                "start",
+                "--host=127.0.0.1",
+                f"--port={self.ports['firestore']}",
+            ],
+        )
+        self._spawn(
+            "pubsub",
+            [
+                str(sdk / "platform/pubsub-emulator/bin/cloud-pubsub-emulator"),
+                "--host=127.0.0.1",
+                f"--port={self.ports['pubsub']}",
+            ],
+        )
         bq_data = self.run_dir / "bigquery"
         bq_data.mkdir(exist_ok=True)
-        self._spawn("bigquery", [
-            str(BQ_VENV / "bin" / "local-bigquery"), "serve", "--host", "127.0.0.1",
-            "--port", str(self.ports["bigquery"]),
-            "--grpc-port", str(self.ports["bigquery_grpc"]),
-            "--data-dir", str(bq_data), "--project", PROJECT,
-        ], env={**os.environ, "HOME": str(BQ_HOME)})
+        self._spawn(
+            "bigquery",
+            [
+                str(BQ_VENV / "bin" / "local-bigquery"),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.ports["bigquery"]),
+                "--grpc-port",
+                str(self.ports["bigquery_grpc"]),
+                "--data-dir",
+                str(bq_data),
+                "--project",
+                PROJECT,
+            ],
+            env={**os.environ, "HOME": str(BQ_HOME)},
+        )
 
-        self._wait("firestore", lambda: _get(f"http://{self.firestore_host}/")[0] == 200)
-        self._wait("pubsub", lambda: _get(f"http://{self.pubsub_host}/v1/projects/"
-                                          f"{PROJECT}/topics")[0] == 200)
-        self._wait("bigquery", lambda: _get(
-            f"{self.bigquery_url}/discovery/v1/apis/bigquery/v2/rest")[0] == 200)
+        self._wait(
+            "firestore", lambda: _get(f"http://{self.firestore_host}/")[0] == 200
+        )
+        self._wait(
+            "pubsub",
+            lambda: (
+                _get(f"http://{self.pubsub_host}/v1/projects/{PROJECT}/topics")[0]
+                == 200
+            ),
+        )
+        self._wait(
+            "bigquery",
+            lambda: (
+                _get(f"{self.bigquery_url}/discovery/v1/apis/bigquery/v2/rest")[0]
+                == 200
+            ),
+        )
         self._apply_env()
         self._create_tables()
 
@@ -152,8 +190,9 @@ class Stack:
         for name in names:
             self._wait(name, lambda n=name: self._function_up(n))
         self.create_topics()
-        self._say(f"stack up in {time.monotonic() - started:.1f} s "
-                  f"(logs in {self.run_dir})")
+        self._say(
+            f"stack up in {time.monotonic() - started:.1f} s (logs in {self.run_dir})"
+        )
 
     def stop(self) -> None:
         for proc in reversed(self.processes):
@@ -184,8 +223,13 @@ class Stack:
         log_path = self.run_dir / f"{name}.log"
         with open(log_path, "ab") as out:
             popen = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env or os.environ.copy(), cwd=ROOT, start_new_session=True,
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env or os.environ.copy(),
+                cwd=ROOT,
+                start_new_session=True,
             )
         proc = Process(name, popen, log_path)
         self.processes.append(proc)
@@ -241,18 +285,31 @@ class Stack:
 
     def _spawn_function(self, name: str, spec: dict) -> None:
         env = {
-            **os.environ, **self.env(),
+            **os.environ,
+            **self.env(),
             "PYTHONPATH": str(ROOT),
             "PYTHONUNBUFFERED": "1",
         }
         signature = "http" if spec["trigger"] == "http" else "cloudevent"
-        self._spawn(name, [
-            sys.executable, "-m", "functions_framework",
-            "--target", spec["entry_point"],
-            "--source", str(ROOT / "functions" / name / "main.py"),
-            "--signature-type", signature,
-            "--host", "127.0.0.1", "--port", str(self.ports[name]),
-        ], env=env)
+        self._spawn(
+            name,
+            [
+                sys.executable,
+                "-m",
+                "functions_framework",
+                "--target",
+                spec["entry_point"],
+                "--source",
+                str(ROOT / "functions" / name / "main.py"),
+                "--signature-type",
+                signature,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.ports[name]),
+            ],
+            env=env,
+        )
 
     def _function_up(self, name: str) -> bool:
         # Any HTTP answer means the server is serving; a 404/400 is fine here.
@@ -274,29 +331,38 @@ class Stack:
             _request("PUT", f"{base}/topics/{topic}", {})
             _request("PUT", f"{base}/topics/{topic}-dead-letter", {})
             # A pull subscription keeps dead letters for replay and inspection.
-            _request("PUT", f"{base}/subscriptions/{topic}-dead-letter", {
-                "topic": f"projects/{PROJECT}/topics/{topic}-dead-letter",
-            })
+            _request(
+                "PUT",
+                f"{base}/subscriptions/{topic}-dead-letter",
+                {
+                    "topic": f"projects/{PROJECT}/topics/{topic}-dead-letter",
+                },
+            )
         for name, fn in spec["functions"].items():
             if fn["trigger"] != "pubsub" or name not in self.urls:
                 continue
             topic = fn["topic"]
-            _request("PUT", f"{base}/subscriptions/{name}", {
-                "topic": f"projects/{PROJECT}/topics/{topic}",
-                "pushConfig": {
-                    "pushEndpoint": f"{self.urls[name]}/projects/{PROJECT}/topics/{topic}",
+            topic_path = f"projects/{PROJECT}/topics/{topic}"
+            _request(
+                "PUT",
+                f"{base}/subscriptions/{name}",
+                {
+                    "topic": topic_path,
+                    "pushConfig": {"pushEndpoint": f"{self.urls[name]}/{topic_path}"},
+                    "ackDeadlineSeconds": 30,
+                    "deadLetterPolicy": {
+                        "deadLetterTopic": f"{topic_path}-dead-letter",
+                        "maxDeliveryAttempts": MAX_DELIVERY_ATTEMPTS,
+                    },
+                    "retryPolicy": {"minimumBackoff": "1s", "maximumBackoff": "10s"},
                 },
-                "ackDeadlineSeconds": 30,
-                "deadLetterPolicy": {
-                    "deadLetterTopic": f"projects/{PROJECT}/topics/{topic}-dead-letter",
-                    "maxDeliveryAttempts": MAX_DELIVERY_ATTEMPTS,
-                },
-                "retryPolicy": {"minimumBackoff": "1s", "maximumBackoff": "10s"},
-            })
+            )
 
     def reset_firestore(self) -> None:
-        url = (f"http://{self.firestore_host}/emulator/v1/projects/{PROJECT}"
-               "/databases/(default)/documents")
+        url = (
+            f"http://{self.firestore_host}/emulator/v1/projects/{PROJECT}"
+            "/databases/(default)/documents"
+        )
         for _ in range(100):
             if _request("DELETE", url) == 200:
                 return

@@ -47,7 +47,9 @@ def register(sub) -> None:
 
     cmd = sub.add_parser("numbers-import", help="add numbers to a site's pool from CSV")
     cmd.add_argument("--site", required=True)
-    cmd.add_argument("csv", help="number,kind,overflow,source,medium,campaign; - reads stdin")
+    cmd.add_argument(
+        "csv", help="number,kind,overflow,source,medium,campaign; - reads stdin"
+    )
     cmd.set_defaults(func=_numbers_import)
 
     cmd = sub.add_parser("pool-status", help="held / cooling / free counts of a pool")

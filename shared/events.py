@@ -24,7 +24,8 @@ def publish(topic: str, messages: list[tuple[str, dict]]) -> list[str]:
     path = clients.topic_path(topic)
     futures = [
         publisher.publish(
-            path, json.dumps(body, default=str, separators=(",", ":")).encode(),
+            path,
+            json.dumps(body, default=str, separators=(",", ":")).encode(),
             type=kind,
         )
         for kind, body in messages
@@ -33,7 +34,8 @@ def publish(topic: str, messages: list[tuple[str, dict]]) -> list[str]:
     try:
         return [future.result(timeout=timeout) for future in futures]
     except Exception as exc:  # the client raises many kinds; all mean "not sent"
-        raise TransientError(f"Pub/Sub did not accept messages for {topic}: {exc}")
+        msg = f"Pub/Sub did not accept messages for {topic}: {exc}"
+        raise TransientError(msg) from exc
 
 
 def decode(cloud_event) -> tuple[str, dict]:
@@ -43,7 +45,8 @@ def decode(cloud_event) -> tuple[str, dict]:
     try:
         body = json.loads(base64.b64decode(message.get("data") or ""))
     except ValueError as exc:
-        raise PermanentError(f"Expected a JSON message body, found bad data: {exc}")
+        msg = f"Expected a JSON message body, found bad data: {exc}"
+        raise PermanentError(msg) from None
     if not isinstance(body, dict):
         raise PermanentError("Expected a JSON object as the message body.")
     return kind, body

@@ -30,7 +30,9 @@ class MemoryStore:
     def put(self, collection: str, doc_id: str, data: dict) -> None:
         with self._lock:
             self.docs.setdefault(collection, {})[doc_id] = (
-                copy.deepcopy(data), next(self._versions))
+                copy.deepcopy(data),
+                next(self._versions),
+            )
 
     def all(self, collection: str) -> dict[str, dict]:
         return {k: v[0] for k, v in self.docs.get(collection, {}).items()}
@@ -44,19 +46,27 @@ class MemoryStore:
 
     def _numbers(self, site_id: str, overflow: bool):
         for doc_id, (data, version) in self.docs.get(NUMBERS, {}).items():
-            if (data.get("site_id") == site_id and data.get("kind") == "dynamic"
-                    and bool(data.get("overflow")) == overflow):
+            if (
+                data.get("site_id") == site_id
+                and data.get("kind") == "dynamic"
+                and bool(data.get("overflow")) == overflow
+            ):
                 yield Snapshot(doc_id, data, version)
 
-    def free_numbers(self, site_id: str, now: dt.datetime, limit: int) -> list[Snapshot]:
-        free = [s for s in self._numbers(site_id, False) if s.data["available_at"] <= now]
+    def free_numbers(
+        self, site_id: str, now: dt.datetime, limit: int
+    ) -> list[Snapshot]:
+        free = [
+            s for s in self._numbers(site_id, False) if s.data["available_at"] <= now
+        ]
         free.sort(key=lambda s: (s.data["available_at"], s.id))
         self.reads += max(1, min(limit, len(free)))
         return [Snapshot(s.id, copy.deepcopy(s.data), s.version) for s in free[:limit]]
 
     def overflow_numbers(self, site_id: str, limit: int) -> list[Snapshot]:
-        spare = sorted(self._numbers(site_id, True),
-                       key=lambda s: (s.data["last_used_at"], s.id))
+        spare = sorted(
+            self._numbers(site_id, True), key=lambda s: (s.data["last_used_at"], s.id)
+        )
         self.reads += max(1, min(limit, len(spare)))
         return [Snapshot(s.id, copy.deepcopy(s.data), s.version) for s in spare[:limit]]
 
@@ -67,7 +77,8 @@ class MemoryStore:
                 if write.mode == "update" and current is None:
                     return False
                 if write.expect is not None and (
-                        current is None or current[1] != write.expect.version):
+                    current is None or current[1] != write.expect.version
+                ):
                     return False
 
             for write in writes:

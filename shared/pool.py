@@ -149,8 +149,12 @@ def parse_request(site_id: str, body: dict, user_agent: str | None) -> AssignReq
         site_id=site_id,
         visitor_id=_id(body.get("visitor_id"), "visitor_id"),
         session_id=_id(body.get("session_id"), "session_id"),
-        page_url=touches.text_field(body.get("page_url"), "page_url", touches.MAX_URL_CHARS),
-        referrer=touches.text_field(body.get("referrer"), "referrer", touches.MAX_URL_CHARS),
+        page_url=touches.text_field(
+            body.get("page_url"), "page_url", touches.MAX_URL_CHARS
+        ),
+        referrer=touches.text_field(
+            body.get("referrer"), "referrer", touches.MAX_URL_CHARS
+        ),
         first_touch=touches.clean_touch(body.get("first_touch"), "first_touch"),
         last_touch=touches.clean_touch(body.get("last_touch"), "last_touch"),
         last_non_direct_touch=touches.clean_touch(
@@ -201,7 +205,9 @@ class CandidateCache:
         self._lists: dict[str, tuple[float, list[Snapshot]]] = {}
         self._taken: dict[tuple[str, object], float] = {}
 
-    def take(self, site_id: str, now: dt.datetime, rng: random.Random) -> Snapshot | None:
+    def take(
+        self, site_id: str, now: dt.datetime, rng: random.Random
+    ) -> Snapshot | None:
         with self._lock:
             tick = self.clock()
             fetched, items = self._lists.get(site_id, (0.0, []))
@@ -242,8 +248,10 @@ class SiteCache:
 
         snap = self.store.get(SITES, site_id)
         if snap is None:
-            raise NotFound(f"Expected a configured site, found none for {site_id!r}.",
-                           code="unknown_site")
+            raise NotFound(
+                f"Expected a configured site, found none for {site_id!r}.",
+                code="unknown_site",
+            )
         site = site_from_doc(snap.data)
         self._sites[site_id] = (self.clock(), site)
         return site
@@ -280,8 +288,11 @@ class Assigner:
         visitor_id = req.visitor_id or new_id()
 
         if is_bot(req.user_agent):
-            return Outcome(self._fixed(site, "default", "bot", visitor_id,
-                                       req.session_id or new_id()))
+            return Outcome(
+                self._fixed(
+                    site, "default", "bot", visitor_id, req.session_id or new_id()
+                )
+            )
 
         session = self._own_session(req, site, visitor_id)
         if session:
@@ -293,8 +304,9 @@ class Assigner:
             visitor = None
         touch = req.last_touch or req.first_touch
         if not site.dynamic_rule.matches(touch):
-            return self._not_dynamic(site, req, visitor, visitor_id, session_id, touch,
-                                     now)
+            return self._not_dynamic(
+                site, req, visitor, visitor_id, session_id, touch, now
+            )
         return self._claim_new(site, req, visitor, visitor_id, session_id, touch, now)
 
     def _own_session(self, req: AssignRequest, site: Site, visitor_id: str):
@@ -377,15 +389,24 @@ class Assigner:
 
     def _not_dynamic(self, site, req, visitor, visitor_id, session_id, touch, now):
         static = site.static_number_for(touch)
-        kind, reason = ("static", "static_route") if static else ("default", "not_dynamic")
+        kind, reason = (
+            ("static", "static_route") if static else ("default", "not_dynamic")
+        )
         assignment = self._fixed(site, kind, reason, visitor_id, session_id, static)
 
         visitor_write, merged = self._visitor_write(
             site, req, visitor, visitor_id, session_id, None, now
         )
         session = self._session_doc(
-            site, req, visitor_id, touch, merged, now,
-            number=assignment.number, number_kind=kind, hold_id=None,
+            site,
+            req,
+            visitor_id,
+            touch,
+            merged,
+            now,
+            number=assignment.number,
+            number_kind=kind,
+            hold_id=None,
         )
         self.store.commit([Write(SESSIONS, session_id, session), visitor_write])
         return Outcome(assignment, [("session", session_row(session_id, session))])
@@ -395,8 +416,16 @@ class Assigner:
         data = session.data
         if data.get("number_kind") != "dynamic":
             kind = data.get("number_kind") or "default"
-            return Outcome(self._fixed(site, kind, "same_session", data["visitor_id"],
-                                       session.id, data.get("number")))
+            return Outcome(
+                self._fixed(
+                    site,
+                    kind,
+                    "same_session",
+                    data["visitor_id"],
+                    session.id,
+                    data.get("number"),
+                )
+            )
         return self._renew(site, session, now)
 
     def _claim_new(self, site, req, visitor, visitor_id, session_id, touch, now):
@@ -406,13 +435,22 @@ class Assigner:
 
         def session_doc(number, hold_id, expires, shared):
             return self._session_doc(
-                site, req, visitor_id, touch, merged, now,
-                number=number, number_kind="dynamic", hold_id=hold_id,
-                lease_expires_at=expires, shared=shared,
+                site,
+                req,
+                visitor_id,
+                touch,
+                merged,
+                now,
+                number=number,
+                number_kind="dynamic",
+                hold_id=hold_id,
+                lease_expires_at=expires,
+                shared=shared,
             )
 
-        outcome = self._claim(site, visitor_id, session_id, visitor, now,
-                              visitor_write, session_doc)
+        outcome = self._claim(
+            site, visitor_id, session_id, visitor, now, visitor_write, session_doc
+        )
         assignment = outcome.assignment
         session = session_doc(assignment.number, None, None, assignment.shared)
         if assignment.kind == "default":
@@ -421,8 +459,9 @@ class Assigner:
         outcome.rows.insert(0, ("session", session_row(session_id, session)))
         return outcome
 
-    def _claim(self, site, visitor_id, session_id, visitor, now, visitor_write,
-               session_doc) -> Outcome:
+    def _claim(
+        self, site, visitor_id, session_id, visitor, now, visitor_write, session_doc
+    ) -> Outcome:
         """Claim a number for a session: sticky, then pool, then overflow."""
         outcome = Outcome()
         tried: set[tuple[str, object]] = set()  # (number, version) attempted
@@ -433,8 +472,15 @@ class Assigner:
             if snap and snap.data.get("site_id") == site.site_id:
                 tried.add((snap.id, snap.version))
                 if claimable_by(snap.data, visitor_id, now) and self._commit_claim(
-                    site, snap, visitor_id, session_id, now, visitor_write,
-                    session_doc, "sticky", outcome,
+                    site,
+                    snap,
+                    visitor_id,
+                    session_id,
+                    now,
+                    visitor_write,
+                    session_doc,
+                    "sticky",
+                    outcome,
                 ):
                     return outcome
 
@@ -449,19 +495,30 @@ class Assigner:
                 continue
             tried.add((snap.id, snap.version))
             commits += 1
-            if self._commit_claim(site, snap, visitor_id, session_id, now,
-                                  visitor_write, session_doc, "pool", outcome):
+            if self._commit_claim(
+                site,
+                snap,
+                visitor_id,
+                session_id,
+                now,
+                visitor_write,
+                session_doc,
+                "pool",
+                outcome,
+            ):
                 return outcome
             # Someone else changed the number since it was read: the cached
             # list is stale, so the next take reads a fresh one.
             outcome.conflicts += 1
             self.candidates.forget(site.site_id)
 
-        return self._overflow(site, visitor_id, session_id, now, visitor_write,
-                              session_doc, outcome)
+        return self._overflow(
+            site, visitor_id, session_id, now, visitor_write, session_doc, outcome
+        )
 
-    def _hold_doc(self, site, number, visitor_id, session_id, now, expires, reason,
-                  shared):
+    def _hold_doc(
+        self, site, number, visitor_id, session_id, now, expires, reason, shared
+    ):
         return {
             "site_id": site.site_id,
             "number": number,
@@ -475,8 +532,18 @@ class Assigner:
             "expires_at": now + RETENTION,
         }
 
-    def _commit_claim(self, site, snap, visitor_id, session_id, now, visitor_write,
-                      session_doc, reason, outcome) -> bool:
+    def _commit_claim(
+        self,
+        site,
+        snap,
+        visitor_id,
+        session_id,
+        now,
+        visitor_write,
+        session_doc,
+        reason,
+        outcome,
+    ) -> bool:
         hold_id = uuid.uuid4().hex
         expires = now + dt.timedelta(seconds=site.lease_s)
         previous = snap.data.get("lease")
@@ -492,8 +559,9 @@ class Assigner:
             "last_visitor_id": visitor_id,
             "last_used_at": now,
         }
-        hold = self._hold_doc(site, snap.id, visitor_id, session_id, now, expires,
-                              reason, False)
+        hold = self._hold_doc(
+            site, snap.id, visitor_id, session_id, now, expires, reason, False
+        )
         writes = [
             Write(NUMBERS, snap.id, number_update, mode="update", expect=snap),
             Write(SESSIONS, session_id, session_doc(snap.id, hold_id, expires, False)),
@@ -512,8 +580,8 @@ class Assigner:
         outcome.rows.append(("hold", hold_row(hold_id, hold, "start")))
         outcome.assignment = Assignment(
             number=snap.id,
-            display=snap.data.get("display") or phones.display(snap.id,
-                                                               site.display_format),
+            display=snap.data.get("display")
+            or phones.display(snap.id, site.display_format),
             kind="dynamic",
             reason=reason,
             visitor_id=visitor_id,
@@ -524,8 +592,9 @@ class Assigner:
         )
         return True
 
-    def _overflow(self, site, visitor_id, session_id, now, visitor_write, session_doc,
-                  outcome) -> Outcome:
+    def _overflow(
+        self, site, visitor_id, session_id, now, visitor_write, session_doc, outcome
+    ) -> Outcome:
         outcome.exhausted = True
         shared = None
         if site.overflow_policy == "share":
@@ -534,35 +603,46 @@ class Assigner:
             "Pool exhausted for site %s; falling back to %s",
             site.site_id,
             "a shared overflow number" if shared else "the default number",
-            extra={"fields": {
-                "event": "pool_exhausted",
-                "site_id": site.site_id,
-                "policy": site.overflow_policy,
-                "fallback": "overflow" if shared else "default",
-            }},
+            extra={
+                "fields": {
+                    "event": "pool_exhausted",
+                    "site_id": site.site_id,
+                    "policy": site.overflow_policy,
+                    "fallback": "overflow" if shared else "default",
+                }
+            },
         )
         if shared is None:
-            outcome.assignment = self._fixed(site, "default", "exhausted", visitor_id,
-                                             session_id)
+            outcome.assignment = self._fixed(
+                site, "default", "exhausted", visitor_id, session_id
+            )
             return outcome
 
         # Overflow numbers are shared on purpose, so no precondition: concurrent
         # sharers may both write ``last_used_at`` and both hold the number.
         hold_id = uuid.uuid4().hex
         expires = now + dt.timedelta(seconds=site.lease_s)
-        hold = self._hold_doc(site, shared.id, visitor_id, session_id, now, expires,
-                              "overflow", True)
+        hold = self._hold_doc(
+            site, shared.id, visitor_id, session_id, now, expires, "overflow", True
+        )
         session = session_doc(shared.id, hold_id, expires, True)
         session["pool_exhausted"] = True
-        self.store.commit([
-            Write(NUMBERS, shared.id, {
-                "last_used_at": now,
-                "available_at": expires + dt.timedelta(seconds=site.cooldown_s),
-            }, mode="update"),
-            Write(SESSIONS, session_id, session),
-            visitor_write_with_number(visitor_write, shared.id),
-            Write(HOLDS, hold_id, hold),
-        ])
+        self.store.commit(
+            [
+                Write(
+                    NUMBERS,
+                    shared.id,
+                    {
+                        "last_used_at": now,
+                        "available_at": expires + dt.timedelta(seconds=site.cooldown_s),
+                    },
+                    mode="update",
+                ),
+                Write(SESSIONS, session_id, session),
+                visitor_write_with_number(visitor_write, shared.id),
+                Write(HOLDS, hold_id, hold),
+            ]
+        )
         outcome.rows.append(("hold", hold_row(hold_id, hold, "start")))
         outcome.assignment = Assignment(
             number=shared.id,
@@ -587,10 +667,14 @@ class Assigner:
             raise BadRequest("Expected session_id, found none.", code="field")
         snap = self.store.get(SESSIONS, session_id)
         if snap is None or snap.data.get("site_id") != site_id:
-            raise NotFound("Expected a known session, found none.", code="unknown_session")
+            raise NotFound(
+                "Expected a known session, found none.", code="unknown_session"
+            )
         visitor_id = _id(visitor_id, "visitor_id")
         if visitor_id and snap.data.get("visitor_id") != visitor_id:
-            raise NotFound("Expected a known session, found none.", code="unknown_session")
+            raise NotFound(
+                "Expected a known session, found none.", code="unknown_session"
+            )
         return snap
 
     def renew(self, site_id: str, session_id, visitor_id=None) -> Outcome:
@@ -600,16 +684,20 @@ class Assigner:
 
     def _renew(self, site: Site, session: Snapshot, now: dt.datetime) -> Outcome:
         data = session.data
-        visitor_id = data["visitor_id"]
         hold_id = data.get("hold_id")
         expires = now + dt.timedelta(seconds=site.lease_s)
         number = data.get("number")
 
         if data.get("shared") and hold_id:
             # A shared overflow number has no exclusive lease: extend the hold only.
-            self.store.commit([Write(HOLDS, hold_id, {"until": expires}, mode="update")])
-            return Outcome(self._dynamic_answer(site, data, session.id, number,
-                                                expires, "renew", shared=True))
+            self.store.commit(
+                [Write(HOLDS, hold_id, {"until": expires}, mode="update")]
+            )
+            return Outcome(
+                self._dynamic_answer(
+                    site, data, session.id, number, expires, "renew", shared=True
+                )
+            )
 
         # Two tabs of one session may renew at once; the loser of that race
         # reads again and still finds its own lease. A lease that has ended
@@ -620,23 +708,36 @@ class Assigner:
             lease = (snap.data.get("lease") or {}) if snap else {}
             if lease.get("hold_id") != hold_id or not lease_live(snap.data, now):
                 break
-            ok = self.store.commit([
-                Write(NUMBERS, snap.id, {
-                    "lease.expires_at": expires,
-                    "available_at": expires + dt.timedelta(seconds=site.cooldown_s),
-                }, mode="update", expect=snap),
-                Write(HOLDS, hold_id, {"until": expires}, mode="update"),
-            ])
+            ok = self.store.commit(
+                [
+                    Write(
+                        NUMBERS,
+                        snap.id,
+                        {
+                            "lease.expires_at": expires,
+                            "available_at": expires
+                            + dt.timedelta(seconds=site.cooldown_s),
+                        },
+                        mode="update",
+                        expect=snap,
+                    ),
+                    Write(HOLDS, hold_id, {"until": expires}, mode="update"),
+                ]
+            )
             if ok:
-                return Outcome(self._dynamic_answer(site, data, session.id, number,
-                                                    expires, "renew"))
+                return Outcome(
+                    self._dynamic_answer(
+                        site, data, session.id, number, expires, "renew"
+                    )
+                )
 
         # The lease was lost (the page slept past it and someone else took the
         # number): claim again for the same session, keeping its touches.
         return self._reclaim(site, session, now)
 
-    def _dynamic_answer(self, site, data, session_id, number, expires, reason,
-                        shared=False):
+    def _dynamic_answer(
+        self, site, data, session_id, number, expires, reason, shared=False
+    ):
         return Assignment(
             number=number,
             display=phones.display(number, site.display_format),
@@ -657,16 +758,33 @@ class Assigner:
         visitor_write = Write(VISITORS, visitor_id, {"updated_at": now}, mode="merge")
 
         def session_doc(number, hold_id, expires, shared):
-            return {**data, "number": number, "hold_id": hold_id,
-                    "lease_expires_at": expires, "shared": shared}
+            return {
+                **data,
+                "number": number,
+                "hold_id": hold_id,
+                "lease_expires_at": expires,
+                "shared": shared,
+            }
 
-        outcome = self._claim(site, visitor_id, session.id, visitor, now,
-                              visitor_write, session_doc)
+        outcome = self._claim(
+            site, visitor_id, session.id, visitor, now, visitor_write, session_doc
+        )
         if outcome.assignment.kind == "default":
-            self.store.commit([Write(SESSIONS, session.id, {
-                **data, "number": site.default_number, "number_kind": "default",
-                "hold_id": None, "pool_exhausted": True,
-            })])
+            self.store.commit(
+                [
+                    Write(
+                        SESSIONS,
+                        session.id,
+                        {
+                            **data,
+                            "number": site.default_number,
+                            "number_kind": "default",
+                            "hold_id": None,
+                            "pool_exhausted": True,
+                        },
+                    )
+                ]
+            )
         return outcome
 
     def release(self, site_id: str, session_id, visitor_id=None) -> Outcome:
@@ -684,28 +802,44 @@ class Assigner:
         if hold is None or hold.data.get("released"):
             return outcome
         end = min(now, hold.data["until"])
-        writes = [Write(HOLDS, hold_id, {"until": end, "released": True}, mode="update")]
+        writes = [
+            Write(HOLDS, hold_id, {"until": end, "released": True}, mode="update")
+        ]
 
         if not data.get("shared"):
             snap = self.store.get(NUMBERS, data["number"])
             lease = (snap.data.get("lease") or {}) if snap else {}
             if lease.get("hold_id") == hold_id:
-                writes.insert(0, Write(NUMBERS, snap.id, {
-                    "lease.expires_at": end,
-                    "lease.released": True,
-                    "available_at": end + dt.timedelta(seconds=site.cooldown_s),
-                    "last_released_at": end,
-                }, mode="update", expect=snap))
+                writes.insert(
+                    0,
+                    Write(
+                        NUMBERS,
+                        snap.id,
+                        {
+                            "lease.expires_at": end,
+                            "lease.released": True,
+                            "available_at": end + dt.timedelta(seconds=site.cooldown_s),
+                            "last_released_at": end,
+                        },
+                        mode="update",
+                        expect=snap,
+                    ),
+                )
         if self.store.commit(writes):
-            row = hold_row(hold_id, {**hold.data, "until": end, "released": True},
-                           "release")
+            row = hold_row(
+                hold_id, {**hold.data, "until": end, "released": True}, "release"
+            )
             outcome.rows.append(("hold", row))
         return outcome
 
 
 def visitor_write_with_number(write: Write, number: str) -> Write:
-    return Write(write.collection, write.doc_id, {**write.data, "last_number": number},
-                 mode=write.mode)
+    return Write(
+        write.collection,
+        write.doc_id,
+        {**write.data, "last_number": number},
+        mode=write.mode,
+    )
 
 
 # -- warehouse rows -----------------------------------------------------------
@@ -774,12 +908,16 @@ def hold_row(hold_id: str, hold: dict, event: str) -> dict:
 
 
 def closed_hold_row(site: Site, number: str, lease: dict) -> dict:
-    return hold_row(lease["hold_id"], {
-        "site_id": site.site_id,
-        "number": number,
-        "session_id": lease["session_id"],
-        "visitor_id": lease["visitor_id"],
-        "from": lease["from"],
-        "until": lease["expires_at"],
-        "reason": "pool",
-    }, "expired")
+    return hold_row(
+        lease["hold_id"],
+        {
+            "site_id": site.site_id,
+            "number": number,
+            "session_id": lease["session_id"],
+            "visitor_id": lease["visitor_id"],
+            "from": lease["from"],
+            "until": lease["expires_at"],
+            "reason": "pool",
+        },
+        "expired",
+    )

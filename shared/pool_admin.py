@@ -24,8 +24,13 @@ def put_site(client, doc: dict) -> dict:
     return stored
 
 
-def number_doc(site, raw_number: str, kind: str = "dynamic", overflow: bool = False,
-               channel: dict | None = None) -> dict:
+def number_doc(
+    site,
+    raw_number: str,
+    kind: str = "dynamic",
+    overflow: bool = False,
+    channel: dict | None = None,
+) -> dict:
     if kind not in KINDS:
         raise BadRequest(f"Expected kind in {KINDS}, found {kind!r}.", code="kind")
     if kind == "static" and not channel:
@@ -60,7 +65,9 @@ def parse_numbers_csv(text: str) -> list[dict]:
     for line, row in enumerate(reader, start=2):
         number = (row.get("number") or "").strip()
         if not number:
-            raise BadRequest(f"Expected a number on line {line}, found none.", code="csv")
+            raise BadRequest(
+                f"Expected a number on line {line}, found none.", code="csv"
+            )
         kind = (row.get("kind") or "dynamic").strip().lower()
         overflow = (row.get("overflow") or "").strip().lower() in ("1", "true", "yes")
         channel = None
@@ -73,8 +80,15 @@ def parse_numbers_csv(text: str) -> list[dict]:
             if not channel["utm_source"]:
                 msg = f"Expected a source for the static number on line {line}."
                 raise BadRequest(msg, code="csv")
-        rows.append({"number": number, "kind": kind, "overflow": overflow,
-                     "channel": channel, "line": line})
+        rows.append(
+            {
+                "number": number,
+                "kind": kind,
+                "overflow": overflow,
+                "channel": channel,
+                "line": line,
+            }
+        )
     return rows
 
 
@@ -85,15 +99,24 @@ def import_numbers(client, site_id: str, rows: list[dict]) -> dict:
     """
     snap = client.collection(SITES).document(site_id).get()
     if not snap.exists:
-        raise BadRequest(f"Expected a configured site, found none for {site_id!r}.",
-                         code="unknown_site")
+        raise BadRequest(
+            f"Expected a configured site, found none for {site_id!r}.",
+            code="unknown_site",
+        )
     site = site_from_doc(snap.to_dict())
 
     docs = []
     for row in rows:
         try:
-            docs.append(number_doc(site, row["number"], row.get("kind", "dynamic"),
-                                   row.get("overflow", False), row.get("channel")))
+            docs.append(
+                number_doc(
+                    site,
+                    row["number"],
+                    row.get("kind", "dynamic"),
+                    row.get("overflow", False),
+                    row.get("channel"),
+                )
+            )
         except BadRequest as exc:
             where = f"Line {row['line']}: " if row.get("line") else ""
             raise BadRequest(where + exc.message, code=exc.code) from None
@@ -104,8 +127,10 @@ def import_numbers(client, site_id: str, rows: list[dict]) -> dict:
         existing = ref.get()
         if existing.exists:
             if existing.to_dict().get("site_id") != site.site_id:
-                msg = (f"Expected {phones.mask(doc['number'])} to be free to import, "
-                       "found it in another site's pool.")
+                msg = (
+                    f"Expected {phones.mask(doc['number'])} to be free to import, "
+                    "found it in another site's pool."
+                )
                 raise BadRequest(msg, code="number_taken")
             skipped += 1
             continue
@@ -135,9 +160,13 @@ class PoolStatus:
 
     def to_dict(self) -> dict:
         return {
-            "site_id": self.site_id, "held": self.held, "cooling": self.cooling,
-            "free": self.free, "overflow": self.overflow,
-            "overflow_in_use": self.overflow_in_use, "static": self.static,
+            "site_id": self.site_id,
+            "held": self.held,
+            "cooling": self.cooling,
+            "free": self.free,
+            "overflow": self.overflow,
+            "overflow_in_use": self.overflow_in_use,
+            "static": self.static,
             "utilisation": round(self.utilisation, 3),
         }
 
@@ -148,7 +177,8 @@ def pool_status(client, site_id: str, now: dt.datetime | None = None) -> PoolSta
     now = now or dt.datetime.now(dt.UTC)
     counts = dict(held=0, cooling=0, free=0, overflow=0, overflow_in_use=0, static=0)
     query = client.collection(NUMBERS).where(
-        filter=FieldFilter("site_id", "==", site_id))
+        filter=FieldFilter("site_id", "==", site_id)
+    )
     for snap in query.stream():
         doc = snap.to_dict()
         if doc.get("kind") == "static":

@@ -59,7 +59,9 @@ class OpCounter:
 class PoolStore(Protocol):
     def get(self, collection: str, doc_id: str) -> Snapshot | None: ...
 
-    def free_numbers(self, site_id: str, now: dt.datetime, limit: int) -> list[Snapshot]:
+    def free_numbers(
+        self, site_id: str, now: dt.datetime, limit: int
+    ) -> list[Snapshot]:
         """Dynamic, non-overflow numbers with ``available_at <= now``, least
         recently released first."""
 
@@ -100,7 +102,9 @@ class FirestoreStore:
         self._count(reads=max(1, len(docs)))
         return docs
 
-    def free_numbers(self, site_id: str, now: dt.datetime, limit: int) -> list[Snapshot]:
+    def free_numbers(
+        self, site_id: str, now: dt.datetime, limit: int
+    ) -> list[Snapshot]:
         from google.cloud.firestore_v1.base_query import FieldFilter
 
         query = (

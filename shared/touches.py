@@ -116,7 +116,8 @@ def _timestamp(value, key: str) -> str | None:
     try:
         parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise BadRequest(f"Expected {key} in ISO 8601, found {text!r}.", code="field")
+        msg = f"Expected {key} in ISO 8601, found {text!r}."
+        raise BadRequest(msg, code="field") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed.astimezone(dt.UTC).isoformat()
@@ -131,7 +132,9 @@ def clean_touch(raw, name: str) -> dict | None:
         return None
     if not isinstance(raw, dict):
         kind = type(raw).__name__
-        raise BadRequest(f"Expected {name} to be an object, found {kind}.", code="field")
+        raise BadRequest(
+            f"Expected {name} to be an object, found {kind}.", code="field"
+        )
 
     touch: dict = {}
     for key in UTM_KEYS + CLICK_IDS:
@@ -176,8 +179,8 @@ def merge_visitor_touches(stored: dict | None, sent: dict) -> dict:
     direct last touch never replaces the stored last non-direct one.
     """
     stored = stored or {}
-    first = stored.get("first_touch") or sent.get("first_touch") or sent.get(
-        "last_touch"
+    first = (
+        stored.get("first_touch") or sent.get("first_touch") or sent.get("last_touch")
     )
     last = sent.get("last_touch") or stored.get("last_touch")
     last_non_direct = stored.get("last_non_direct_touch")

@@ -59,7 +59,9 @@ def ensure_tables(client=None, dataset: str | None = None) -> list[str]:
     created = []
     for name in table_names():
         table_spec = spec(name)
-        table = bq.Table(f"{dataset}.{name}", schema=_schema_fields(table_spec["fields"]))
+        table = bq.Table(
+            f"{dataset}.{name}", schema=_schema_fields(table_spec["fields"])
+        )
         table.description = table_spec["description"]
         part = table_spec.get("partitioning")
         if part:

@@ -111,7 +111,8 @@ def read_json_object(request: flask.Request, max_bytes: int | None = None) -> di
     try:
         value = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
-        raise BadRequest("Expected a JSON body, found malformed JSON.", code="json")
+        msg = "Expected a JSON body, found malformed JSON."
+        raise BadRequest(msg, code="json") from None
 
     if not isinstance(value, dict):
         kind = type(value).__name__

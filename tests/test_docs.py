@@ -14,7 +14,9 @@ MANIFEST = json.loads((ROOT / "functions" / "manifest.json").read_text())
 def test_every_http_function_is_described_in_openapi():
     spec = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())
     described = {path.strip("/").split("/")[0] for path in spec["paths"]}
-    http = {name for name, fn in MANIFEST["functions"].items() if fn["trigger"] == "http"}
+    http = {
+        name for name, fn in MANIFEST["functions"].items() if fn["trigger"] == "http"
+    }
 
     assert http - described == set()
 

@@ -28,8 +28,14 @@ class Clock:
 
 def pool(n=3, **config):
     store = MemoryStore()
-    site = site_from_doc({"site_id": "sim", "default_number": "+74951230000",
-                          "allowed_origins": [], **config})
+    site = site_from_doc(
+        {
+            "site_id": "sim",
+            "default_number": "+74951230000",
+            "allowed_origins": [],
+            **config,
+        }
+    )
     store.put("sites", "sim", site.to_doc())
     for i in range(n):
         doc = pool_admin.number_doc(site, f"+7495555{1000 + i:04d}")
@@ -39,9 +45,15 @@ def pool(n=3, **config):
 
 
 def visit(n, visitor=None):
-    return parse_request("sim", {"visitor_id": visitor or f"visitor-{n:04d}",
-                                 "session_id": f"session-{n:04d}",
-                                 "last_touch": PAID}, "Mozilla/5.0 Chrome/156")
+    return parse_request(
+        "sim",
+        {
+            "visitor_id": visitor or f"visitor-{n:04d}",
+            "session_id": f"session-{n:04d}",
+            "last_touch": PAID,
+        },
+        "Mozilla/5.0 Chrome/156",
+    )
 
 
 def test_memory_store_refuses_a_write_whose_precondition_is_stale():
@@ -50,8 +62,15 @@ def test_memory_store_refuses_a_write_whose_precondition_is_stale():
     stale = store.get("numbers", "n1")
     assert store.commit([Write("numbers", "n1", {"a": 2}, "update", expect=stale)])
 
-    assert store.commit([Write("numbers", "n1", {"a": 3}, "update", expect=stale),
-                         Write("holds", "h", {"x": 1})]) is False
+    assert (
+        store.commit(
+            [
+                Write("numbers", "n1", {"a": 3}, "update", expect=stale),
+                Write("holds", "h", {"x": 1}),
+            ]
+        )
+        is False
+    )
     assert store.all("numbers")["n1"] == {"a": 2}
     assert store.all("holds") == {}
 
@@ -90,7 +109,9 @@ def test_lapsed_lease_frees_the_number_after_lease_and_cooldown():
 
     assert blocked.kind == "default"
     assert freed.assignment.number == first.assignment.number
-    assert [kind for kind, row in freed.rows if row.get("event") == "expired"] == ["hold"]
+    assert [kind for kind, row in freed.rows if row.get("event") == "expired"] == [
+        "hold"
+    ]
 
 
 def test_returning_visitor_takes_back_its_number_in_its_own_cooldown():

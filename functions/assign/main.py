@@ -50,22 +50,30 @@ def _cors(origin: str | None) -> dict:
 def assign(request):
     route = request.path.rstrip("/")
     if route not in ROUTES:
-        raise BadRequest(f"Expected one of / /renew /release, found {route!r}.",
-                         code="route")
+        raise BadRequest(
+            f"Expected one of / /renew /release, found {route!r}.", code="route"
+        )
     assigner = _assigner()
     site = assigner.sites.get(request.args.get("site", ""))
     origin = request.headers.get("Origin")
     if origin and not site.allows_origin(origin):
-        raise Forbidden(f"Expected an allowed origin for site {site.site_id}, "
-                        f"found {origin!r:.100}.", code="origin")
+        raise Forbidden(
+            f"Expected an allowed origin for site {site.site_id}, "
+            f"found {origin!r:.100}.",
+            code="origin",
+        )
 
     if request.method == "OPTIONS":
-        return "", 204, {
-            **_cors(origin),
-            "Access-Control-Allow-Methods": "POST, OPTIONS",
-            "Access-Control-Allow-Headers": "Content-Type",
-            "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE_S),
-        }
+        return (
+            "",
+            204,
+            {
+                **_cors(origin),
+                "Access-Control-Allow-Methods": "POST, OPTIONS",
+                "Access-Control-Allow-Headers": "Content-Type",
+                "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE_S),
+            },
+        )
     if request.method != "POST":
         raise BadRequest(f"Expected POST, found {request.method}.", code="method")
 
@@ -82,8 +90,10 @@ def _handle(request, assigner, site_id, route, origin):
     if route == "":
         wait_s = _buckets().allow(web.client_ip(request))
         if wait_s:
-            raise RateLimited("Too many new visits from one client; slow down.",
-                              retry_after_s=max(1, round(wait_s)))
+            raise RateLimited(
+                "Too many new visits from one client; slow down.",
+                retry_after_s=max(1, round(wait_s)),
+            )
     body = web.read_json_object(request)
 
     counter = OpCounter()
@@ -93,11 +103,13 @@ def _handle(request, assigner, site_id, route, origin):
             req = parse_request(site_id, body, request.headers.get("User-Agent"))
             outcome = assigner.assign(req)
         elif route == "/renew":
-            outcome = assigner.renew(site_id, body.get("session_id"),
-                                     body.get("visitor_id"))
+            outcome = assigner.renew(
+                site_id, body.get("session_id"), body.get("visitor_id")
+            )
         else:
-            outcome = assigner.release(site_id, body.get("session_id"),
-                                       body.get("visitor_id"))
+            outcome = assigner.release(
+                site_id, body.get("session_id"), body.get("visitor_id")
+            )
     finally:
         assigner.store.bind_counter(None)
     _publish(outcome.rows)
@@ -124,5 +136,8 @@ def _publish(rows) -> None:
     try:
         events.publish(settings.get().topic_sessions, rows)
     except CallTrackError as exc:
-        logger.error("Session rows not published: %s", exc.message,
-                     extra={"fields": {"event": "rows_lost", "rows": len(rows)}})
+        logger.error(
+            "Session rows not published: %s",
+            exc.message,
+            extra={"fields": {"event": "rows_lost", "rows": len(rows)}},
+        )

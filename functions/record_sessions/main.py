@@ -27,7 +27,9 @@ def record_sessions(cloud_event):
     kind, row = events.decode(cloud_event)
     table = TABLES.get(kind)
     if table is None:
-        raise PermanentError(f"Expected a message type in {sorted(TABLES)}, found {kind!r}.")
+        raise PermanentError(
+            f"Expected a message type in {sorted(TABLES)}, found {kind!r}."
+        )
 
     warehouse.insert_rows(table, [row])
     logger.debug("Recorded %s row %s", kind, row.get("row_id"))
