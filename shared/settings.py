@@ -9,8 +9,9 @@ and live Google Cloud: the rest of the code path is identical.
 from __future__ import annotations
 
 import functools
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shared.errors import ConfigError
 
@@ -30,6 +31,11 @@ RATE_PER_MIN = "CALLTRACK_RATE_PER_MIN"
 RATE_BURST = "CALLTRACK_RATE_BURST"
 SITE_CACHE_S = "CALLTRACK_SITE_CACHE_S"
 PUBLISH_TIMEOUT_S = "CALLTRACK_PUBLISH_TIMEOUT_S"
+# JSON {site_id: {secret name: value}}; filled from Secret Manager in the cloud.
+PROVIDER_SECRETS = "CALLTRACK_PROVIDER_SECRETS"
+# JSON {site_id: GA4 Measurement Protocol api_secret}; from Secret Manager.
+GA4_SECRETS = "CALLTRACK_GA4_SECRETS"
+GA4_ENDPOINT = "CALLTRACK_GA4_ENDPOINT"
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,15 @@ class Settings:
     site_cache_s: float
     # Upper bound on waiting for Pub/Sub to accept a message on a request path.
     publish_timeout_s: float
+    # Call provider secrets per site ({site_id: {"twilio_auth_token": ...}}).
+    # Never in Firestore or the repository; kept out of repr so a logged
+    # settings object leaks none of them.
+    provider_secrets: dict = field(repr=False, hash=False)
+    # GA4 Measurement Protocol api_secret per site ({site_id: secret}); out of
+    # repr for the same reason.
+    ga4_api_secrets: dict = field(repr=False, hash=False)
+    # Measurement Protocol host: the EU one is https://region1.google-analytics.com.
+    ga4_endpoint: str
 
     @property
     def emulated(self) -> bool:
@@ -83,6 +98,46 @@ def _float(name: str, default: float) -> float:
     except ValueError:
         msg = f"{name} must be a number, found {raw!r}."
         raise ConfigError(msg) from None
+
+
+def _secrets(name: str) -> dict:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        # The text itself holds secrets, so the message names only its shape.
+        msg = f"{name} must be JSON, found text that does not parse."
+        raise ConfigError(msg) from None
+
+    sites_ok = isinstance(value, dict) and all(
+        isinstance(secrets, dict)
+        and all(isinstance(v, str) for v in secrets.values())
+        for secrets in value.values()
+    )
+    if not sites_ok:
+        msg = f"{name} must be a JSON object of site ids to objects of text secrets."
+        raise ConfigError(msg)
+    return value
+
+
+def _site_texts(name: str) -> dict:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        msg = f"{name} must be JSON, found text that does not parse."
+        raise ConfigError(msg) from None
+
+    if not isinstance(value, dict) or not all(
+        isinstance(v, str) for v in value.values()
+    ):
+        msg = f"{name} must be a JSON object of site ids to text secrets."
+        raise ConfigError(msg)
+    return value
 
 
 def load() -> Settings:
@@ -125,6 +180,11 @@ def load() -> Settings:
         rate_burst=_int(RATE_BURST, 20),
         site_cache_s=_float(SITE_CACHE_S, 30.0),
         publish_timeout_s=_float(PUBLISH_TIMEOUT_S, 5.0),
+        provider_secrets=_secrets(PROVIDER_SECRETS),
+        ga4_api_secrets=_site_texts(GA4_SECRETS),
+        ga4_endpoint=os.environ.get(
+            GA4_ENDPOINT, "https://www.google-analytics.com"
+        ).rstrip("/"),
     )
 
 

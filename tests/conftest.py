@@ -12,6 +12,7 @@ import pytest
 
 from devstack.stack import Stack
 from shared import pool_admin
+from tests.fakes import ga4 as fake_ga4
 
 DEFAULT_NUMBER = "+74951230000"
 ORIGIN = "https://shop.example.test"
@@ -30,7 +31,9 @@ STACK_ENV = {"CALLTRACK_RATE_PER_MIN": "600", "CALLTRACK_RATE_BURST": "30",
                  "uis_secret": "test-uis-secret-5a6b7c8d",
                  "generic_secret": "test-generic-secret-9e0f1a2b",
              }}),
-             "CALLTRACK_PUBLISH_TIMEOUT_S": "2"}
+             "CALLTRACK_PUBLISH_TIMEOUT_S": "2",
+             # GA4 Measurement Protocol: the local fake, started on import.
+             **fake_ga4.stack_env()}
 
 
 @pytest.fixture(scope="session")
