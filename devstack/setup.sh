@@ -54,3 +54,15 @@ for name in ('icu', 'spatial', 'ducklake'):
 "
   echo "$key" > .venv-bq/.stamp
 fi
+
+# 4. Tool virtualenvs for the offline Terraform checks (python-hcl2, checkov).
+bash devstack/setup_infra.sh
+
+# 5. The snippet's build tool (terser, pinned by snippet/package-lock.json).
+key="$(sha256sum snippet/package-lock.json | cut -c1-16)"
+if ! stamp_ok snippet/node_modules/.stamp "$key"; then
+  command -v npm >/dev/null || { say "Node.js and npm are required"; exit 1; }
+  say "npm ci (snippet)"
+  npm ci --prefix snippet --no-audit --no-fund --loglevel=error >/dev/null
+  echo "$key" > snippet/node_modules/.stamp
+fi
