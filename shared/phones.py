@@ -7,6 +7,7 @@ ad platforms also expect) and ``mask`` (country code and last two digits).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import phonenumbers
@@ -71,6 +72,7 @@ def mask_text(text: str) -> str:
     return "".join(out)
 
 
+@functools.lru_cache(maxsize=4096)
 def display(e164: str, style: str = "international") -> str:
     """Format a number for a page.
 

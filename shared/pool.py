@@ -512,6 +512,10 @@ class Assigner:
             outcome.conflicts += 1
             self.candidates.forget(site.site_id)
 
+        if self._claim_cooling(
+            site, visitor_id, session_id, now, visitor_write, session_doc, outcome
+        ):
+            return outcome
         return self._overflow(
             site, visitor_id, session_id, now, visitor_write, session_doc, outcome
         )
@@ -591,6 +595,48 @@ class Assigner:
             renew_in_s=site.renew_s,
         )
         return True
+
+    def _claim_cooling(
+        self, site, visitor_id, session_id, now, visitor_write, session_doc, outcome
+    ) -> bool:
+        """Under pressure, reuse the number released longest ago whose rest has
+        passed the site's minimum cool-down, before giving up on the pool.
+
+        Calls after a visit bunch in its first minutes, so a number resting for
+        most of its cool-down is a smaller risk than a visitor shown the default
+        number. With ``min_cooldown_s == cooldown_s`` (the default) this never
+        happens.
+        """
+        early_s = site.cooldown_s - site.min_cooldown_s
+        if early_s <= 0:
+            return False
+        horizon = now + dt.timedelta(seconds=early_s)
+        cooling = self.store.free_numbers(site.site_id, horizon, FEW)
+        for snap in cooling:
+            if lease_live(snap.data, now):
+                continue
+            if self._commit_claim(
+                site,
+                snap,
+                visitor_id,
+                session_id,
+                now,
+                visitor_write,
+                session_doc,
+                "early_reuse",
+                outcome,
+            ):
+                logger.info(
+                    "Number reused %d s into its cool-down for site %s",
+                    (now - snap.data["lease"]["expires_at"]).total_seconds()
+                    if snap.data.get("lease")
+                    else -1,
+                    site.site_id,
+                    extra={"fields": {"event": "early_reuse", "site_id": site.site_id}},
+                )
+                return True
+            outcome.conflicts += 1
+        return False
 
     def _overflow(
         self, site, visitor_id, session_id, now, visitor_write, session_doc, outcome

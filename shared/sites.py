@@ -74,6 +74,9 @@ class Site:
     # After a visit ends its number rests 15 min, so a call placed shortly after
     # leaving still reaches the right session.
     cooldown_s: int = 900
+    # Under pressure a number may be reused once it has rested this long; equal
+    # to cooldown_s (strict) unless the site opts in (see docs/pool-sizing.md).
+    min_cooldown_s: int = 900
     overflow_policy: str = "default"
     dynamic_rule: DynamicRule = field(default_factory=DynamicRule)
     static_routes: tuple[StaticRoute, ...] = ()
@@ -100,6 +103,7 @@ class Site:
             "lease_s": self.lease_s,
             "renew_s": self.renew_s,
             "cooldown_s": self.cooldown_s,
+            "min_cooldown_s": self.min_cooldown_s,
             "overflow_policy": self.overflow_policy,
             "dynamic_rule": self.dynamic_rule.to_dict(),
             "static_routes": [
@@ -136,6 +140,15 @@ def site_from_doc(doc: dict) -> Site:
     if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
         raise BadRequest(f"Expected allowed_origins as a list, found {origins!r}.")
 
+    cooldown_s = _whole(doc, "cooldown_s", 900, minimum=0)
+    min_cooldown_s = _whole(doc, "min_cooldown_s", cooldown_s, minimum=0)
+    if min_cooldown_s > cooldown_s:
+        msg = (
+            f"Expected min_cooldown_s <= cooldown_s ({cooldown_s}), "
+            f"found {min_cooldown_s}."
+        )
+        raise BadRequest(msg, code="site_config")
+
     rule_doc = doc.get("dynamic_rule") or {}
     rule = DynamicRule(
         mediums=tuple(rule_doc.get("mediums", DEFAULT_DYNAMIC_MEDIUMS)),
@@ -161,7 +174,8 @@ def site_from_doc(doc: dict) -> Site:
         display_format=doc.get("display_format", "international"),
         lease_s=_whole(doc, "lease_s", 120),
         renew_s=_whole(doc, "renew_s", 40),
-        cooldown_s=_whole(doc, "cooldown_s", 900, minimum=0),
+        cooldown_s=cooldown_s,
+        min_cooldown_s=min_cooldown_s,
         overflow_policy=policy,
         dynamic_rule=rule,
         static_routes=routes,

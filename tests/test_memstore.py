@@ -123,3 +123,25 @@ def test_returning_visitor_takes_back_its_number_in_its_own_cooldown():
     again = assigner.assign(visit(2, "returning-1")).assignment
 
     assert (again.number, again.reason) == (first.number, "sticky")
+
+
+def test_under_pressure_a_number_past_its_minimum_cooldown_is_reused():
+    store, assigner, clock = pool(1, cooldown_s=900, min_cooldown_s=300)
+    first = assigner.assign(visit(1)).assignment
+    assigner.release("sim", "session-0001")
+    clock.advance(299)
+    too_soon = assigner.assign(visit(2)).assignment
+    clock.advance(2)
+    reused = assigner.assign(visit(3)).assignment
+
+    assert too_soon.kind == "default"
+    assert (reused.number, reused.reason) == (first.number, "early_reuse")
+
+
+def test_strict_cooldown_is_the_default():
+    store, assigner, clock = pool(1, cooldown_s=900)
+    assigner.assign(visit(1))
+    assigner.release("sim", "session-0001")
+    clock.advance(899)
+
+    assert assigner.assign(visit(2)).assignment.kind == "default"
