@@ -32,6 +32,9 @@ locals {
       firestore = true
       secrets   = ["CALLTRACK_GA4_SECRETS"]
     }
+    pool_watch = {
+      firestore = true
+    }
   }
 
   access_defaults = {

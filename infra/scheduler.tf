@@ -1,5 +1,5 @@
-# Ticks that start the periodic work: conversion exports and the quality
-# report. Each publishes one message to its topic, whose function (from the
+# Ticks that start the periodic work: conversion exports, the quality
+# report and the pool watch. Each publishes one message to its topic, whose function (from the
 # manifest) does the work. A tick whose topic is not in the manifest yet is
 # not created.
 
@@ -8,6 +8,7 @@ locals {
     for topic, cron in {
       "exports-tick" = var.schedules.exports
       "quality-tick" = var.schedules.quality
+      "pool-tick"    = var.schedules.pool
     } : topic => cron if contains(local.manifest.topics, topic)
   }
 }

@@ -241,11 +241,12 @@ variable "region" {
 variable "schedules" {
   description = <<-EOT
     Cron schedules (in time_zone) of the ticks that start the conversion
-    exports and the quality report.
+    exports, the quality report and the pool watch (utilisation logs).
   EOT
   type = object({
     exports   = optional(string, "15 * * * *")
     quality   = optional(string, "0 6 * * *")
+    pool      = optional(string, "*/5 * * * *")
     time_zone = optional(string, "Etc/UTC")
   })
   default  = {}
@@ -253,10 +254,10 @@ variable "schedules" {
 
   validation {
     condition = alltrue([
-      for s in [var.schedules.exports, var.schedules.quality] :
+      for s in [var.schedules.exports, var.schedules.quality, var.schedules.pool] :
       length(split(" ", trimspace(s))) == 5
     ])
-    error_message = "Expected schedules.exports and schedules.quality as five-field cron expressions, e.g. \"15 * * * *\"."
+    error_message = "Expected schedules.exports, .quality and .pool as five-field cron expressions, e.g. \"15 * * * *\"."
   }
   validation {
     condition = can(regex(

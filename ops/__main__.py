@@ -14,7 +14,7 @@ import sys
 from shared.errors import CallTrackError
 
 # Modules that add subcommands, in the order their help is shown.
-COMMAND_MODULES = ("ops.pool", "ops.replay", "ops.utm")
+COMMAND_MODULES = ("ops.pool", "ops.accuracy", "ops.replay", "ops.utm")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -604,7 +604,7 @@ class Assigner:
 
         Calls after a visit bunch in its first minutes, so a number resting for
         most of its cool-down is a smaller risk than a visitor shown the default
-        number. With ``min_cooldown_s == cooldown_s`` (the default) this never
+        number. With ``min_cooldown_s == cooldown_s`` (a strict site) this never
         happens.
         """
         early_s = site.cooldown_s - site.min_cooldown_s

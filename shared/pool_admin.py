@@ -140,6 +140,11 @@ def import_numbers(client, site_id: str, rows: list[dict]) -> dict:
     return {"site_id": site.site_id, "added": added, "already_present": skipped}
 
 
+# Held share of the dynamic pool above which it is due to grow: past it, the
+# simulator sees early reuse and exhaustion climb (docs/accuracy.md).
+PRESSURE = 0.75
+
+
 @dataclass(frozen=True)
 class PoolStatus:
     site_id: str

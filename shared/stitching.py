@@ -18,7 +18,12 @@ The rules, in order (docs/stitching.md has the confidence table):
    start (a shared overflow number) the confidence is the winner's score times
    its share of the visitors' scores, so k equal candidates give about 1/k.
 4. No candidate: ``no_hold``.
-5. A call left unattributed by 1, 3 or 4 from a caller whose earlier call was
+5. A caller whose earlier attributed call came in on this same number is that
+   earlier visitor again, whoever holds the number now (a number noted down, a
+   call back after a dropped line): ``returning_caller``, the earlier call's
+   confidence capped at 0.9, with that session's hold when it is still in the
+   hold log.
+6. A call left unattributed by 1, 3 or 4 from a caller whose earlier call was
    attributed keeps that call's visitor and touches: ``repeat_caller``, at most
    0.5 and never more than the earlier call's own confidence.
 
@@ -43,12 +48,13 @@ COOLDOWN = "cooldown"
 SHARED_NUMBER = "shared_number"
 STATIC_NUMBER = "static_number"
 REPEAT_CALLER = "repeat_caller"
+RETURNING_CALLER = "returning_caller"
 DEFAULT_NUMBER = "default_number"
 UNKNOWN_NUMBER = "unknown_number"
 NO_HOLD = "no_hold"
 # Reasons whose call becomes the caller's latest attributed call; a
 # repeat_caller row only repeats an earlier one.
-ATTRIBUTED = (LIVE_HOLD, COOLDOWN, SHARED_NUMBER, STATIC_NUMBER)
+ATTRIBUTED = (LIVE_HOLD, COOLDOWN, SHARED_NUMBER, STATIC_NUMBER, RETURNING_CALLER)
 
 # A static number is printed for one channel only: the call is that channel's.
 STATIC_SCORE = 1.0
@@ -62,6 +68,9 @@ COOLDOWN_END_SCORE = 0.5
 # An earlier call's attribution says who the caller once was, not what brought
 # them to call this time.
 REPEAT_MAX_SCORE = 0.5
+# The same caller on the same tracking number again: the number reached them
+# through that visitor's page, so another holder's live hold matters less.
+RETURNING_MAX_SCORE = 0.9
 # Provider clocks run a few seconds apart from ours: a hold that starts up to
 # 5 s after the call's reported start may still be the one the caller saw.
 CLOCK_SKEW_S = 5
@@ -333,6 +342,28 @@ def _unattributed(reason: str, call: Call, caller: dict | None) -> _Attribution:
     )
 
 
+def _returning(call: Call, caller: dict | None, holds: list[Held]):
+    """The earlier visitor, when the caller's earlier attributed call came in
+    on the number dialled now; None otherwise."""
+    earlier = _earlier_attributed(call, caller)
+    if not earlier or earlier.get("number") != call.tracking_number:
+        return None
+
+    confidence = min(RETURNING_MAX_SCORE, earlier.get("confidence") or 0.0)
+    for held in holds:
+        if held.hold.get("session_id") == earlier.get("session_id"):
+            return _session_attribution(RETURNING_CALLER, confidence, held)
+    return _Attribution(
+        reason=RETURNING_CALLER,
+        confidence=confidence,
+        own_touch=earlier.get("last_touch"),
+        first_touch=earlier.get("first_touch"),
+        last_non_direct_touch=earlier.get("last_non_direct_touch"),
+        session_id=earlier.get("session_id"),
+        visitor_id=earlier.get("visitor_id"),
+    )
+
+
 def _attribute(call, site, number, kind, holds, caller):
     if kind == "default":
         return _unattributed(DEFAULT_NUMBER, call, caller), []
@@ -348,6 +379,9 @@ def _attribute(call, site, number, kind, holds, caller):
         return attribution, []
 
     candidates = rank(call, site, holds)
+    returning = _returning(call, caller, holds)
+    if returning is not None:
+        return returning, candidates
     if not candidates:
         return _unattributed(NO_HOLD, call, caller), []
     visitors = {c.visitor_id for c in candidates}
@@ -505,6 +539,7 @@ def caller_after(caller: dict | None, call: Call, attribution: _Attribution,
             "confidence": attribution.confidence,
             "visitor_id": attribution.visitor_id,
             "session_id": attribution.session_id,
+            "number": call.tracking_number,
             "first_touch": attribution.first_touch,
             "last_touch": attribution.own_touch,
             "last_non_direct_touch": attribution.last_non_direct_touch,

@@ -138,8 +138,21 @@ def test_under_pressure_a_number_past_its_minimum_cooldown_is_reused():
     assert (reused.number, reused.reason) == (first.number, "early_reuse")
 
 
-def test_strict_cooldown_is_the_default():
+def test_by_default_a_number_rests_two_minutes_before_early_reuse():
     store, assigner, clock = pool(1, cooldown_s=900)
+    first = assigner.assign(visit(1)).assignment
+    assigner.release("sim", "session-0001")
+    clock.advance(119)
+    too_soon = assigner.assign(visit(2)).assignment
+    clock.advance(1)
+    reused = assigner.assign(visit(3)).assignment
+
+    assert too_soon.kind == "default"
+    assert (reused.number, reused.reason) == (first.number, "early_reuse")
+
+
+def test_a_strict_site_never_reuses_a_cooling_number():
+    store, assigner, clock = pool(1, cooldown_s=900, min_cooldown_s=900)
     assigner.assign(visit(1))
     assigner.release("sim", "session-0001")
     clock.advance(899)
