@@ -4,6 +4,8 @@
 when any has, and 2 when the input or the dictionary cannot be read, so a team
 can run it in its own CI before launching campaigns. ``utm-build`` prints the
 tagged link, or the findings and exit code 1 when the parts break the standard.
+``utm-site-dictionary`` keeps a site's own dictionary in Firestore for
+``utm_check``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from shared import utm
+from shared import clients, utm
 from shared.errors import BadRequest
 
 # Header names of the link column in a CSV (compared in normal form), as
@@ -74,6 +76,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     build.add_argument("--medium", help="utm_medium (default: the platform's)")
     build.add_argument("--dictionary", metavar="F", help="a site dictionary (TOML)")
     build.set_defaults(func=run_build)
+
+    site = subparsers.add_parser(
+        "utm-site-dictionary",
+        help="put, show or delete a site's own UTM dictionary",
+        description=(
+            "With FILE: check the site's dictionary (TOML, the shape of "
+            "shared/utm_dictionary.toml) and store it for utm_check. Without: print "
+            "the stored one. --delete returns the site to the default dictionary."
+        ),
+    )
+    site.add_argument("--site", required=True, help="the site id")
+    site.add_argument("file", metavar="FILE", nargs="?", help="the site dictionary")
+    site.add_argument("--delete", action="store_true", help="remove the site's own")
+    site.set_defaults(func=run_site_dictionary)
 
 
 def read_links(path: str) -> list[tuple[int, str]]:
@@ -220,4 +236,35 @@ def run_build(args: argparse.Namespace) -> int:
         return 1
 
     print(link)
+    return 0
+
+
+def run_site_dictionary(args: argparse.Namespace) -> int:
+    """Put (after checking it), show or delete a site's dictionary.
+
+    Idempotent: putting the same file or deleting twice changes nothing more.
+    """
+    client = clients.firestore()
+    if args.delete:
+        if args.file:
+            raise BadRequest("Expected FILE or --delete, found both.", code="utm_input")
+        utm.delete_site_dictionary(client, args.site)
+        print(f"site {args.site}: default UTM dictionary")
+        return 0
+
+    if args.file is None:
+        text = utm.get_site_dictionary_text(client, args.site)
+        if text is None:
+            print(f"site {args.site} has no dictionary of its own", file=sys.stderr)
+            return 1
+        print(text, end="" if text.endswith("\n") else "\n")
+        return 0
+
+    try:
+        text = Path(args.file).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        msg = f"Expected a readable UTF-8 dictionary at {args.file!r}, found: {exc}."
+        raise BadRequest(msg, code="utm_input") from None
+    utm.put_site_dictionary(client, args.site, text)
+    print(f"site {args.site}: UTM dictionary stored ({len(text)} characters)")
     return 0

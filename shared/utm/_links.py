@@ -10,6 +10,7 @@ from shared.errors import BadRequest
 from shared.utm._dictionary import Dictionary, default_dictionary
 from shared.utm._values import (
     ERROR,
+    FIXED_BY_NORMALISING,
     MACRO_LIKE,
     MAX_VALUE_CHARS,
     UTM_FIELDS,
@@ -22,17 +23,7 @@ from shared.utm._values import (
 REQUIRED_FIELDS = ("utm_source", "utm_medium", "utm_campaign")
 # Problems the link builder fixes by normalising its input, so that a part
 # typed as "Москва" gives "msk": reported as warnings there, not errors.
-FIXED_BY_BUILDER = frozenset(
-    {
-        "too_long",
-        "not_lowercase",
-        "non_latin",
-        "whitespace",
-        "bad_character",
-        "bad_separator",
-        "alias",
-    }
-)
+FIXED_BY_BUILDER = FIXED_BY_NORMALISING
 
 
 def _split_url(url: str) -> tuple[str, str, str, str, str] | None:
@@ -108,6 +99,40 @@ def validate_url(url: str, dictionary: Dictionary | None = None) -> list[Finding
 
     _, value_findings = check_values(values, dictionary)
     return findings + value_findings
+
+
+def normalise_url(url: str, dictionary: Dictionary | None = None) -> str | None:
+    """``url`` with each UTM value in normal form; None if it is not a URL.
+
+    The first of each of the five parameters is kept, its name lower case and
+    its value normal (decoded macros included); repeats and values with
+    nothing usable left are dropped. Other parameters (``utm_id`` too) and the
+    fragment stay as written. What normalising cannot fix, such as a missing
+    campaign or an unlisted medium, is left for the findings to say.
+    """
+    parts = _split_url(url)
+    if parts is None:
+        return None
+
+    scheme, netloc, path, query, fragment = parts
+    chunks = [chunk for chunk in query.split("&") if chunk]
+    values: dict[str, str] = {}
+    for name, value, _ in _query_pairs(query):
+        field = name.lower()
+        if field in UTM_FIELDS and field not in values:
+            values[field] = value
+    normal, _ = check_values(values, dictionary or default_dictionary())
+
+    kept, seen = [], set()
+    for chunk in chunks:
+        field = unquote_plus(chunk.partition("=")[0]).lower()
+        if field not in UTM_FIELDS:
+            kept.append(chunk)
+        elif field not in seen:
+            seen.add(field)
+            if normal[field]:
+                kept.append(f"{field}={normal[field]}")
+    return urlunsplit((scheme, netloc, path or "/", "&".join(kept), fragment))
 
 
 def compose_link(

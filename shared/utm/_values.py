@@ -30,6 +30,20 @@ MONTH_YEARS = range(2000, 2100)
 
 ERROR = "error"
 WARNING = "warning"
+# Findings that normalising fixes: the stored value is the standard one, so
+# reports stay whole (the link still wants fixing). Every other value finding
+# (an unlisted value, a campaign's shape or month, a macro) survives storage.
+FIXED_BY_NORMALISING = frozenset(
+    {
+        "too_long",
+        "not_lowercase",
+        "non_latin",
+        "whitespace",
+        "bad_character",
+        "bad_separator",
+        "alias",
+    }
+)
 
 # Anything in braces reads as a macro to a person, known or not.
 MACRO_LIKE = re.compile(r"\{\{[^{}]*\}\}|\{[^{}]*\}")
