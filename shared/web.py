@@ -130,3 +130,20 @@ def client_ip(request: flask.Request) -> str:
     forwarded = request.headers.get("X-Forwarded-For", "")
     last = forwarded.split(",")[-1].strip()
     return last or (request.remote_addr or "")
+
+
+def public_url(request: flask.Request) -> str:
+    """The URL the sender called, as it signed it (HubSpot, Twilio).
+
+    Cloud Run terminates TLS and forwards plain HTTP, so the scheme comes from
+    ``X-Forwarded-Proto`` and the host from ``Host``. The path and query are
+    taken as received, before any decoding, because signatures cover them.
+    """
+    forwarded = request.headers.get("X-Forwarded-Proto", "")
+    scheme = forwarded.split(",")[0].strip().lower() or request.scheme
+    host = request.headers.get("Host") or request.host
+    target = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    if not target or not target.startswith("/"):
+        query = request.query_string.decode("latin-1")
+        target = request.path + (f"?{query}" if query else "")
+    return f"{scheme}://{host}{target}"
