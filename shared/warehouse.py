@@ -78,6 +78,56 @@ def ensure_tables(client=None, dataset: str | None = None) -> list[str]:
     return created
 
 
+def view_names() -> list[str]:
+    return sorted(p.stem for p in VIEWS_DIR.glob("*.sql"))
+
+
+def view_sql(name: str, dataset: str) -> str:
+    """A view's SQL with ``{dataset}`` replaced, as Terraform deploys it."""
+    return (VIEWS_DIR / f"{name}.sql").read_text().replace("{dataset}", dataset)
+
+
+def _view_order(names: list[str]) -> list[str]:
+    """Views ordered so that a view comes after the views it reads."""
+    reads = {
+        name: {
+            other
+            for other in names
+            if other != name
+            and f"{{dataset}}.{other}`" in (VIEWS_DIR / f"{name}.sql").read_text()
+        }
+        for name in names
+    }
+    ordered: list[str] = []
+    while len(ordered) < len(names):
+        ready = [n for n in names if n not in ordered and reads[n] <= set(ordered)]
+        if not ready:
+            raise PermanentError(f"Expected views without cycles, found {reads}.")
+        ordered += ready
+    return ordered
+
+
+def ensure_views(client=None, dataset: str | None = None) -> list[str]:
+    """Create or replace every view of ``shared/bigquery/views`` (local stack,
+    tests, ops); Terraform deploys the same files in the cloud. Idempotent."""
+    from google.api_core import exceptions
+    from google.cloud import bigquery as bq
+
+    client = client or clients.bigquery()
+    dataset = dataset or clients.table_id("x").rsplit(".", 1)[0]
+    names = _view_order(view_names())
+    for name in names:
+        # The table API, not DDL: the writers' access check (tests/test_infra.py)
+        # counts a query call in this module as a need for query jobs.
+        view = bq.Table(f"{dataset}.{name}")
+        view.view_query = view_sql(name, dataset)
+        try:
+            client.create_table(view)
+        except exceptions.Conflict:
+            client.update_table(view, ["view_query"])
+    return names
+
+
 def conform(table: str, row: dict) -> dict:
     """Keep the row's known columns; raise PermanentError on an unknown one.
 
