@@ -44,7 +44,7 @@ locals {
   # within a day) after its expires_at. The field is exempt from indexing:
   # nothing queries it, and an index on an ever-increasing timestamp limits
   # write rates.
-  ttl_collections = ["sessions", "holds", "visitors", "calls"]
+  ttl_collections = ["sessions", "holds", "visitors", "calls", "crm_leads", "crm_callers", "crm_links"]
   ttl_field       = "expires_at"
 }
 

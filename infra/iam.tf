@@ -32,8 +32,32 @@ locals {
       firestore = true
       secrets   = ["CALLTRACK_GA4_SECRETS"]
     }
+    crm_lead = {
+      firestore      = true
+      bigquery_write = true
+      secrets        = ["CALLTRACK_CRM_SECRETS"]
+    }
+    crm_webhook = {
+      firestore      = true
+      bigquery_write = true
+      secrets        = ["CALLTRACK_CRM_SECRETS"]
+    }
     pool_watch = {
       firestore = true
+    }
+    utm_check = {
+      firestore = true
+    }
+    export_conversions = {
+      firestore      = true
+      bigquery_write = true
+      bigquery_query = true
+      secrets        = ["CALLTRACK_EXPORT_SECRETS"]
+    }
+    # MERGE into quality_daily: a query job that writes (dataEditor).
+    quality_report = {
+      bigquery_write = true
+      bigquery_query = true
     }
   }
 

@@ -13,6 +13,10 @@ locals {
     "CALLTRACK_PROVIDER_SECRETS",
     # JSON {site_id: api_secret}: GA4 Measurement Protocol secrets.
     "CALLTRACK_GA4_SECRETS",
+    # JSON {site_id: {credential: value}}: ad platform credentials (exports).
+    "CALLTRACK_EXPORT_SECRETS",
+    # JSON {site_id: {secret name: value}}: CRM tokens and webhook secrets.
+    "CALLTRACK_CRM_SECRETS",
   ]
 
   secret_ids = {

@@ -14,7 +14,9 @@ import sys
 from shared.errors import CallTrackError
 
 # Modules that add subcommands, in the order their help is shown.
-COMMAND_MODULES = ("ops.pool", "ops.accuracy", "ops.replay", "ops.utm")
+COMMAND_MODULES = ("ops.pool", "ops.accuracy", "ops.replay", "ops.utm",
+                   "ops.exports", "ops.costs", "ops.review", "ops.quality",
+                   "ops.report", "ops.looker")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,6 +24,7 @@ BIGQUERY_EMULATOR = "BIGQUERY_EMULATOR_HOST"
 TOPIC_SESSIONS = "CALLTRACK_TOPIC_SESSIONS"
 TOPIC_CALL_EVENTS = "CALLTRACK_TOPIC_CALL_EVENTS"
 TOPIC_CALLS_STITCHED = "CALLTRACK_TOPIC_CALLS_STITCHED"
+TOPIC_CRM_EVENTS = "CALLTRACK_TOPIC_CRM_EVENTS"
 LOG_LEVEL = "CALLTRACK_LOG_LEVEL"
 MAX_BODY_BYTES = "CALLTRACK_MAX_BODY_BYTES"
 PICK_WINDOW = "CALLTRACK_PICK_WINDOW"
@@ -36,6 +37,20 @@ PROVIDER_SECRETS = "CALLTRACK_PROVIDER_SECRETS"
 # JSON {site_id: GA4 Measurement Protocol api_secret}; from Secret Manager.
 GA4_SECRETS = "CALLTRACK_GA4_SECRETS"
 GA4_ENDPOINT = "CALLTRACK_GA4_ENDPOINT"
+# JSON {site_id: {credential name: value}} of the ad platforms (docs/exports.md);
+# from Secret Manager.
+EXPORT_SECRETS = "CALLTRACK_EXPORT_SECRETS"
+# Ad platform hosts (the local fakes in tests); the defaults are the real ones.
+DATAMANAGER_ENDPOINT = "CALLTRACK_DATAMANAGER_ENDPOINT"
+GOOGLEADS_ENDPOINT = "CALLTRACK_GOOGLEADS_ENDPOINT"
+GOOGLE_OAUTH_URL = "CALLTRACK_GOOGLE_OAUTH_URL"
+METRIKA_ENDPOINT = "CALLTRACK_METRIKA_ENDPOINT"
+META_ENDPOINT = "CALLTRACK_META_ENDPOINT"
+VK_ENDPOINT = "CALLTRACK_VK_ENDPOINT"
+# JSON {site_id: {secret name: value}}: CRM tokens and webhook secrets
+# (docs/crm.md); from Secret Manager.
+CRM_SECRETS = "CALLTRACK_CRM_SECRETS"
+HUBSPOT_ENDPOINT = "CALLTRACK_HUBSPOT_ENDPOINT"
 
 
 @dataclass(frozen=True)
@@ -49,6 +64,7 @@ class Settings:
     topic_sessions: str
     topic_call_events: str
     topic_calls_stitched: str
+    topic_crm_events: str
     log_level: str
     # 16 KB: a snippet request carries three touches and a few ids; far more
     # than that is abuse, and refusing it early keeps parsing cheap.
@@ -72,6 +88,16 @@ class Settings:
     ga4_api_secrets: dict = field(repr=False, hash=False)
     # Measurement Protocol host: the EU one is https://region1.google-analytics.com.
     ga4_endpoint: str
+    # Ad platform credentials per site ({site_id: {"meta_access_token": ...}});
+    # out of repr like the others.
+    export_secrets: dict = field(repr=False, hash=False)
+    # Ad platform hosts: {"datamanager", "googleads", "google_oauth",
+    # "metrika", "meta", "vk"} -> base URL.
+    export_endpoints: dict = field(hash=False)
+    # CRM secrets per site ({site_id: {"amocrm_token": ...}}); out of repr.
+    crm_secrets: dict = field(repr=False, hash=False)
+    # HubSpot's API host; tests point it at a local fake.
+    hubspot_endpoint: str = "https://api.hubapi.com"
 
     @property
     def emulated(self) -> bool:
@@ -173,6 +199,7 @@ def load() -> Settings:
         topic_sessions=os.environ.get(TOPIC_SESSIONS, "sessions"),
         topic_call_events=os.environ.get(TOPIC_CALL_EVENTS, "call-events"),
         topic_calls_stitched=os.environ.get(TOPIC_CALLS_STITCHED, "calls-stitched"),
+        topic_crm_events=os.environ.get(TOPIC_CRM_EVENTS, "crm-events"),
         log_level=os.environ.get(LOG_LEVEL, "INFO").upper(),
         max_body_bytes=_int(MAX_BODY_BYTES, 16 * 1024),
         pick_window=_int(PICK_WINDOW, 48),
@@ -184,6 +211,24 @@ def load() -> Settings:
         ga4_api_secrets=_site_texts(GA4_SECRETS),
         ga4_endpoint=os.environ.get(
             GA4_ENDPOINT, "https://www.google-analytics.com"
+        ).rstrip("/"),
+        export_secrets=_secrets(EXPORT_SECRETS),
+        export_endpoints={
+            name: os.environ.get(env, default).rstrip("/")
+            for name, env, default in (
+                ("datamanager", DATAMANAGER_ENDPOINT,
+                 "https://datamanager.googleapis.com"),
+                ("googleads", GOOGLEADS_ENDPOINT, "https://googleads.googleapis.com"),
+                ("google_oauth", GOOGLE_OAUTH_URL,
+                 "https://oauth2.googleapis.com/token"),
+                ("metrika", METRIKA_ENDPOINT, "https://api-metrika.yandex.net"),
+                ("meta", META_ENDPOINT, "https://graph.facebook.com"),
+                ("vk", VK_ENDPOINT, "https://top-fwz1.mail.ru"),
+            )
+        },
+        crm_secrets=_secrets(CRM_SECRETS),
+        hubspot_endpoint=os.environ.get(
+            HUBSPOT_ENDPOINT, "https://api.hubapi.com"
         ).rstrip("/"),
     )
 

@@ -12,6 +12,8 @@ import pytest
 
 from devstack.stack import Stack
 from shared import pool_admin
+from tests.fakes import ads_all as fake_ads
+from tests.fakes import crm as fake_crm
 from tests.fakes import ga4 as fake_ga4
 
 DEFAULT_NUMBER = "+74951230000"
@@ -33,7 +35,11 @@ STACK_ENV = {"CALLTRACK_RATE_PER_MIN": "600", "CALLTRACK_RATE_BURST": "30",
              }}),
              "CALLTRACK_PUBLISH_TIMEOUT_S": "2",
              # GA4 Measurement Protocol: the local fake, started on import.
-             **fake_ga4.stack_env()}
+             **fake_ga4.stack_env(),
+             # CRMs: the local fakes of amoCRM, Bitrix24, HubSpot and a hook.
+             **fake_crm.stack_env(),
+             # Ad platforms (exports): Google, Yandex Metrica, Meta, VK fakes.
+             **fake_ads.stack_env()}
 
 
 @pytest.fixture(scope="session")
