@@ -16,7 +16,7 @@ from shared.errors import CallTrackError
 # Modules that add subcommands, in the order their help is shown.
 COMMAND_MODULES = ("ops.pool", "ops.accuracy", "ops.replay", "ops.utm",
                    "ops.exports", "ops.costs", "ops.review", "ops.quality",
-                   "ops.report", "ops.looker")
+                   "ops.report", "ops.looker", "ops.erase")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,151 @@
+"""Privacy on the real path: no raw caller number is stored or logged, and an
+operator can erase a caller.
+
+A paid visit takes a number, the provider reports the call, ``stitch`` writes
+the row and ``crm_lead`` makes a Bitrix24 lead (the fake). Then everything the
+product holds is scanned for the caller's number in any of its digit forms:
+every Firestore document (sub-collections too), every BigQuery table, and the
+log of every function of the session's stack (so the lines of every test run
+before this one are scanned too, for this caller).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from contextlib import redirect_stdout
+
+from ops.__main__ import main as ops_main
+from shared import phones, warehouse
+from tests import test_end_to_end as e2e
+from tests.conftest import numbers, wait_for
+from tests.fakes import crm as fake_crm
+
+# One caller per test: BigQuery keeps the rows of earlier tests.
+CALLER = "+79165550147"
+ERASED = "+79165550148"
+# The digit forms a number takes in payloads and logs: E.164, with the
+# national 8 prefix, and the national number alone.
+FORMS = ("79165550147", "89165550147", "9165550147")
+
+
+def _digits(text: str) -> str:
+    return re.sub(r"\D", "", text)
+
+
+def _firestore_texts(client) -> list[tuple[str, str]]:
+    out = []
+
+    def walk(collection):
+        for ref in collection.list_documents():
+            snap = ref.get()
+            if snap.exists:
+                out.append((ref.path, json.dumps(snap.to_dict(), default=str)))
+            for sub in ref.collections():
+                walk(sub)
+
+    for collection in client.collections():
+        walk(collection)
+    return out
+
+
+def _bigquery_texts(stack) -> list[tuple[str, str]]:
+    out = []
+    for table in warehouse.table_names():
+        for row in stack.query(f"select * from `{{dataset}}.{table}`"):
+            out.append((table, json.dumps(row, default=str)))
+    return out
+
+
+def _found(texts: list[tuple[str, str]]) -> list[str]:
+    """Where any form of the caller's number appears, ignoring separators."""
+    hits = []
+    for where, text in texts:
+        compact = _digits(text)
+        if any(form in text or form in compact for form in FORMS):
+            hits.append(where)
+    return hits
+
+
+def _a_stitched_call_with_a_lead(stack, make_site, caller: str) -> str:
+    make_site(
+        dynamic_numbers=numbers(2, start=7600),
+        extra={"crm": fake_crm.site_crm("crm-bitrix")},
+    )
+    visit = e2e._visit(stack, consent=True)
+    call_id = e2e._call(stack, visit["number"], caller)
+    wait_for(lambda: e2e._row(stack, call_id))
+    wait_for(lambda: stack.query(
+        f"select lead_id from `{{dataset}}.leads` where call_id = '{call_id}'"
+    ))
+    return call_id
+
+
+def test_the_raw_caller_number_is_in_no_document_row_or_log(stack, make_site):
+    call_id = _a_stitched_call_with_a_lead(stack, make_site, CALLER)
+
+    docs = _firestore_texts(stack.firestore())
+    rows = _bigquery_texts(stack)
+    logs = [(name, stack.log_text(name)) for name in sorted(stack.urls)]
+
+    # The scan reaches what the call left behind, so an empty result means
+    # something: the call record, its ledger and its rows were all read.
+    assert any(call_id in text for _, text in docs)
+    assert any(call_id in text for _, text in rows)
+    assert sum(len(text) for _, text in logs) > 0
+    assert _found(docs) == []
+    assert _found(rows) == []
+    assert _found(logs) == []
+    # The one place the number goes is the CRM.
+    assert any(CALLER in json.dumps(lead) for lead in fake_crm.SERVER.bitrix_leads
+               .values())
+
+
+def _erase(*args: str) -> tuple[int, dict]:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = ops_main(["erase-caller", *args])
+    return code, json.loads(out.getvalue())
+
+
+def test_erasing_a_caller_removes_their_rows_and_documents(stack, make_site):
+    call_id = _a_stitched_call_with_a_lead(stack, make_site, ERASED)
+    hashed = phones.phone_hash(ERASED)
+
+    code, report = _erase("--phone", "8 (916) 555-01-48")
+
+    assert code == 0
+    assert report["caller_hash"] == hashed and report["calls"] == 1
+    assert report["sites"] == ["demo"]
+    assert report["bigquery_rows"]["calls"] >= 1
+    assert report["bigquery_rows"]["leads"] == 1
+    assert report["firestore_docs"]["stitched_calls"] == 1
+    assert report["firestore_docs"]["calls"] == 1
+    assert report["firestore_docs"]["raw"] >= 2  # the start and end events
+    assert report["firestore_docs"]["callers"] == 1
+    assert report["firestore_docs"]["crm_leads"] == 1
+    assert report["firestore_docs"]["crm_callers"] == 1
+    assert report["firestore_docs"]["crm_links"] == 1
+    assert ERASED not in json.dumps(report)
+    for table in ("calls", "leads"):
+        assert stack.query(
+            f"select call_id from `{{dataset}}.{table}` where call_id = '{call_id}'"
+            f" or caller_hash = '{hashed}'"
+        ) == []
+    texts = _firestore_texts(stack.firestore())
+    assert [path for path, text in texts if call_id in text or hashed in text
+            or call_id in path or hashed in path] == []
+
+    again, second = _erase("--hash", hashed)
+    assert again == 0
+    assert second["calls"] == 0 and second["firestore_docs"] == {}
+    assert set(second["bigquery_rows"].values()) == {0}
+
+
+def test_erasure_refuses_what_is_not_a_number_or_a_hash(stack, capsys):
+    assert ops_main(["erase-caller", "--phone", "not a phone"]) == 2
+    assert ops_main(["erase-caller", "--hash", "abc"]) == 2
+    err = capsys.readouterr().err
+    assert "Expected a phone number" in err or "Expected a possible" in err
+    assert "Expected a SHA-256 hex digest, found 'abc'." in err
