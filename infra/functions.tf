@@ -59,10 +59,12 @@ locals {
   shared_files   = fileset("${local.repo_root}/shared", local.source_pattern)
 
   function_env = merge(var.settings, {
-    CALLTRACK_BACKEND    = "gcp"
-    GOOGLE_CLOUD_PROJECT = var.project_id
-    CALLTRACK_DATASET    = google_bigquery_dataset.warehouse.dataset_id
-    CALLTRACK_LOG_LEVEL  = var.log_level
+    CALLTRACK_BACKEND            = "gcp"
+    GOOGLE_CLOUD_PROJECT         = var.project_id
+    CALLTRACK_DATASET            = google_bigquery_dataset.warehouse.dataset_id
+    CALLTRACK_LOG_LEVEL          = var.log_level
+    CALLTRACK_RECORDING_READERS  = jsonencode(var.recording_readers.members)
+    CALLTRACK_RECORDING_AUDIENCE = var.recording_readers.audience
   })
 }
 

@@ -59,6 +59,13 @@ locals {
       bigquery_write = true
       bigquery_query = true
     }
+    # Reads a call's recording reference; Twilio's needs the auth token.
+    recording = {
+      bigquery_query = true
+      secrets = [
+        "CALLTRACK_PROVIDER_SECRETS", "CALLTRACK_RECORDING_LINK_SECRET",
+      ]
+    }
   }
 
   access_defaults = {

@@ -17,6 +17,8 @@ locals {
     "CALLTRACK_EXPORT_SECRETS",
     # JSON {site_id: {secret name: value}}: CRM tokens and webhook secrets.
     "CALLTRACK_CRM_SECRETS",
+    # Text: the HMAC key of short-lived recording links; rotate to end them all.
+    "CALLTRACK_RECORDING_LINK_SECRET",
   ]
 
   secret_ids = {

@@ -291,6 +291,35 @@ variable "secret_ids" {
   }
 }
 
+variable "recording_readers" {
+  description = <<-EOT
+    Who may listen to call recordings through the recording function:
+    members (user:EMAIL or domain:DOMAIN) and the OAuth client id their
+    Google ID tokens are issued for (audience). Empty members: nobody.
+  EOT
+  type = object({
+    members  = list(string)
+    audience = string
+  })
+  default  = { members = [], audience = "" }
+  nullable = false
+
+  validation {
+    condition = alltrue([
+      for m in var.recording_readers.members :
+      can(regex("^(user|domain):[^\\s:]+$", m))
+    ])
+    error_message = "Expected recording_readers.members as user:EMAIL or domain:DOMAIN."
+  }
+  validation {
+    condition = (
+      length(var.recording_readers.members) == 0
+      || var.recording_readers.audience != ""
+    )
+    error_message = "Expected recording_readers.audience (an OAuth client id) when members are given."
+  }
+}
+
 variable "settings" {
   description = <<-EOT
     Extra plain environment variables for every function, e.g.

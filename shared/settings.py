@@ -51,6 +51,15 @@ VK_ENDPOINT = "CALLTRACK_VK_ENDPOINT"
 # (docs/crm.md); from Secret Manager.
 CRM_SECRETS = "CALLTRACK_CRM_SECRETS"
 HUBSPOT_ENDPOINT = "CALLTRACK_HUBSPOT_ENDPOINT"
+# Recordings (docs/privacy.md): JSON list of readers ("user:EMAIL",
+# "domain:DOMAIN"), the ID token audience they sign in with, and the key of
+# the short-lived links (from Secret Manager).
+RECORDING_READERS = "CALLTRACK_RECORDING_READERS"
+RECORDING_AUDIENCE = "CALLTRACK_RECORDING_AUDIENCE"
+RECORDING_LINK_SECRET = "CALLTRACK_RECORDING_LINK_SECRET"
+RECORDING_LINK_S = "CALLTRACK_RECORDING_LINK_S"
+# Google's ID token keys (PEM certificates); tests point it at a local fake.
+GOOGLE_CERTS_URL = "CALLTRACK_GOOGLE_CERTS_URL"
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,13 @@ class Settings:
     crm_secrets: dict = field(repr=False, hash=False)
     # HubSpot's API host; tests point it at a local fake.
     hubspot_endpoint: str = "https://api.hubapi.com"
+    recording_readers: tuple[str, ...] = ()
+    recording_audience: str = ""
+    recording_link_secret: str = field(default="", repr=False)
+    # Five minutes: long enough to press play, short enough that a forwarded
+    # link is useless soon after.
+    recording_link_s: int = 300
+    google_certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
 
     @property
     def emulated(self) -> bool:
@@ -166,6 +182,24 @@ def _site_texts(name: str) -> dict:
     return value
 
 
+def _readers(name: str) -> tuple[str, ...]:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return ()
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        msg = f"{name} must be a JSON list of members, found {raw[:80]!r}."
+        raise ConfigError(msg) from None
+    members = value if isinstance(value, list) else [value]
+    bad = [m for m in members
+           if not isinstance(m, str) or m.split(":", 1)[0] not in ("user", "domain")]
+    if bad:
+        msg = f"{name} must list user:EMAIL or domain:DOMAIN, found {bad[0]!r}."
+        raise ConfigError(msg)
+    return tuple(m.lower() for m in members)
+
+
 def load() -> Settings:
     """Build settings from the environment; raises ConfigError on bad values."""
     backend = os.environ.get(BACKEND, "gcp")
@@ -230,6 +264,13 @@ def load() -> Settings:
         hubspot_endpoint=os.environ.get(
             HUBSPOT_ENDPOINT, "https://api.hubapi.com"
         ).rstrip("/"),
+        recording_readers=_readers(RECORDING_READERS),
+        recording_audience=os.environ.get(RECORDING_AUDIENCE, ""),
+        recording_link_secret=os.environ.get(RECORDING_LINK_SECRET, ""),
+        recording_link_s=_int(RECORDING_LINK_S, 300),
+        google_certs_url=os.environ.get(
+            GOOGLE_CERTS_URL, "https://www.googleapis.com/oauth2/v1/certs"
+        ),
     )
 
 

@@ -15,6 +15,7 @@ from shared import pool_admin
 from tests.fakes import ads_all as fake_ads
 from tests.fakes import crm as fake_crm
 from tests.fakes import ga4 as fake_ga4
+from tests.fakes import recordings as fake_recordings
 
 DEFAULT_NUMBER = "+74951230000"
 ORIGIN = "https://shop.example.test"
@@ -39,7 +40,9 @@ STACK_ENV = {"CALLTRACK_RATE_PER_MIN": "600", "CALLTRACK_RATE_BURST": "30",
              # CRMs: the local fakes of amoCRM, Bitrix24, HubSpot and a hook.
              **fake_crm.stack_env(),
              # Ad platforms (exports): Google, Yandex Metrica, Meta, VK fakes.
-             **fake_ads.stack_env()}
+             **fake_ads.stack_env(),
+             # Recordings: Google's ID token keys and the providers' media.
+             **fake_recordings.stack_env()}
 
 
 @pytest.fixture(scope="session")

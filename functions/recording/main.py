@@ -1,0 +1,116 @@
+"""HTTP function ``recording``: a call's recording, for configured readers only.
+
+- ``GET /link/{site_id}/{call_id}`` with ``Authorization: Bearer <Google ID
+  token>``: a reader (``CALLTRACK_RECORDING_READERS``) gets a link that works
+  for ``CALLTRACK_RECORDING_LINK_S`` seconds: ``{"url", "expires_at"}``.
+- ``GET /play/{link}``: the audio, fetched from the provider and streamed.
+
+Answers 401 without a valid ID token, 403 to anyone not a reader and for a
+forged or expired link, 404 when the call has no recording, 501 for a
+provider whose recordings the product cannot fetch yet, 503 when BigQuery,
+Google's keys or the provider are away. Every link given (``recording_link``)
+and every play (``recording_played``) is logged with the reader and the call.
+Nothing is written, so any request may be repeated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from urllib.parse import urlsplit
+
+import flask
+import functions_framework
+import requests
+
+from shared import recordings, settings, web
+from shared.errors import NotFound, TransientError
+from shared.sites import SITE_ID
+
+logger = logging.getLogger("functions.recording")
+
+CHUNK = 64 * 1024
+# Connect within 5 s; a recording of an hour streams in well under 60 s.
+FETCH_TIMEOUT_S = (5, 60)
+
+
+@functions_framework.http
+@web.endpoint
+def recording(request: flask.Request):
+    parts = request.path.strip("/").split("/")
+    if request.method != "GET":
+        raise NotFound("Expected GET /link/{site}/{call} or GET /play/{link}.",
+                       code="route")
+    if len(parts) == 3 and parts[0] == "link" and SITE_ID.match(parts[1]):
+        return _link(request, parts[1], parts[2])
+    if len(parts) == 2 and parts[0] == "play":
+        return _play(parts[1])
+    raise NotFound("Expected GET /link/{site}/{call} or GET /play/{link}.",
+                   code="route")
+
+
+def _link(request: flask.Request, site_id: str, call_id: str):
+    conf = settings.get()
+    now = dt.datetime.now(dt.UTC)
+    claims = recordings.verify_id_token(
+        recordings.bearer(request.headers.get("Authorization")),
+        conf.recording_audience,
+        conf.google_certs_url,
+    )
+    reader = recordings.reader_of(claims, conf.recording_readers)
+
+    recordings.find(site_id, call_id)  # 404 before a link to nothing
+    expires = now + dt.timedelta(seconds=conf.recording_link_s)
+    token = recordings.make_link(
+        conf.recording_link_secret,
+        recordings.Link(site_id, call_id, reader, expires),
+    )
+    logger.info(
+        "Recording link of call %s given to %s", call_id, reader,
+        extra={"fields": {"event": "recording_link", "site_id": site_id,
+                          "call_id": call_id, "reader": reader,
+                          "expires_at": expires.isoformat()}},
+    )
+    base = urlsplit(web.public_url(request))
+    url = f"{base.scheme}://{base.netloc}/play/{token}"
+    return web.json_response({"url": url, "expires_at": expires.isoformat()},
+                             headers={"Cache-Control": "no-store"})
+
+
+def _play(token: str):
+    conf = settings.get()
+    link = recordings.open_link(conf.recording_link_secret, token,
+                                dt.datetime.now(dt.UTC))
+    provider, ref = recordings.find(link.site_id, link.call_id)
+    src = recordings.source(provider, ref, conf.provider_secrets.get(link.site_id, {}),
+                            allow_http=conf.emulated)
+
+    try:
+        upstream = requests.get(src.url, auth=src.auth, stream=True,
+                                timeout=FETCH_TIMEOUT_S)
+    except requests.RequestException as exc:
+        msg = f"The {provider} recording could not be fetched: {type(exc).__name__}."
+        raise TransientError(msg, code="provider_unavailable") from None
+    if upstream.status_code in (404, 410):
+        upstream.close()
+        raise NotFound(f"{provider} no longer has this recording.",
+                       code="recording_gone")
+    if upstream.status_code != 200:
+        upstream.close()
+        msg = f"{provider} answered {upstream.status_code} for the recording."
+        raise TransientError(msg, code="provider_unavailable")
+
+    logger.info(
+        "Recording of call %s played by %s", link.call_id, link.reader,
+        extra={"fields": {"event": "recording_played", "site_id": link.site_id,
+                          "call_id": link.call_id, "reader": link.reader,
+                          "provider": provider}},
+    )
+    headers = {"Cache-Control": "private, no-store",
+               "Content-Disposition": f'inline; filename="{link.call_id}.mp3"'}
+    return flask.Response(
+        upstream.iter_content(CHUNK),
+        status=200,
+        mimetype=upstream.headers.get("Content-Type", "audio/mpeg"),
+        headers=headers,
+    )
