@@ -44,8 +44,13 @@ locals {
   # within a day) after its expires_at. The field is exempt from indexing:
   # nothing queries it, and an index on an ever-increasing timestamp limits
   # write rates.
-  ttl_collections = ["sessions", "holds", "visitors", "calls", "crm_leads", "crm_callers", "crm_links"]
-  ttl_field       = "expires_at"
+  # "raw" is the sub-collection calls/{call}/raw: a TTL policy applies to a
+  # collection group, so it is named alone.
+  ttl_collections = [
+    "sessions", "holds", "visitors", "calls", "raw", "stitched_calls", "callers",
+    "ga4_sent", "crm_leads", "crm_callers", "crm_links",
+  ]
+  ttl_field = "expires_at"
 }
 
 resource "google_firestore_database" "main" {

@@ -11,6 +11,7 @@ before this one are scanned too, for this caller).
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import re
@@ -21,6 +22,9 @@ from shared import phones, warehouse
 from tests import test_end_to_end as e2e
 from tests.conftest import numbers, wait_for
 from tests.fakes import crm as fake_crm
+from tests import test_infra
+
+tf = test_infra.tf  # the parsed Terraform files, a module-scoped fixture
 
 # One caller per test: BigQuery keeps the rows of earlier tests.
 CALLER = "+79165550147"
@@ -149,3 +153,41 @@ def test_erasure_refuses_what_is_not_a_number_or_a_hash(stack, capsys):
     err = capsys.readouterr().err
     assert "Expected a phone number" in err or "Expected a possible" in err
     assert "Expected a SHA-256 hex digest, found 'abc'." in err
+
+
+def test_every_dated_collection_has_a_ttl_policy_and_holds_keep_35_days(
+    stack, make_site, tf
+):
+    _a_stitched_call_with_a_lead(stack, make_site, "+79165550149")
+    now = dt.datetime.now(dt.UTC)
+
+    dated, ages = set(), {}
+    client = stack.firestore()
+
+    def walk(collection):
+        for ref in collection.list_documents():
+            snap = ref.get()
+            expires = (snap.to_dict() or {}).get("expires_at") if snap.exists else None
+            if expires is not None:
+                dated.add(collection.id)
+                ages.setdefault(collection.id, set()).add(
+                    round((expires - now) / dt.timedelta(days=1)))
+            for sub in ref.collections():
+                walk(sub)
+
+    for collection in client.collections():
+        walk(collection)
+
+    policies = set(tf.locals["ttl_collections"])
+    assert dated - policies == set(), "add them to ttl_collections (infra)"
+    assert ages["sessions"] == ages["holds"] == {35}
+    assert {"sessions", "holds", "calls", "stitched_calls", "callers"} <= dated
+
+
+def test_personal_tables_expire_after_25_months_in_the_schema_terraform_reads():
+    personal = {"sessions", "calls", "leads", "deals", "conversion_exports",
+                "call_reviews"}
+
+    for table in personal:
+        spec = warehouse.spec(table)
+        assert spec["partitioning"]["expiration_days"] == 760, table
