@@ -158,6 +158,17 @@ def _rows(stack: Stack, prefix: str) -> dict[str, int]:
     return {row["call_id"]: row["n"] for row in found}
 
 
+def _latest(stack: Stack, prefix: str) -> int:
+    """Calls as the reports count them: one row per call in ``calls_latest``."""
+    (row,) = stack.query(
+        "select count(*) as n, count(distinct call_id) as calls "
+        f"from `{{dataset}}.calls_latest` where site_id = '{SITE}' "
+        f"and starts_with(call_id, 'generic:{SITE}:{prefix}-')"
+    )
+    assert row["n"] == row["calls"], row
+    return row["n"]
+
+
 def _rows_or_empty(stack: Stack, prefix: str) -> dict[str, int]:
     try:
         return _rows(stack, prefix)
@@ -218,6 +229,7 @@ def _stream_with_fault(
         "rows_written": sum(rows.values()),
         "calls_with_rows": len(rows),
         "duplicates": sum(n - 1 for n in rows.values() if n > 1),
+        "calls_in_reports": _latest(stack, prefix),
         "dead_letters_replayed": replayed,
         "seconds": round(time.monotonic() - started, 1),
     }
@@ -225,9 +237,13 @@ def _stream_with_fault(
     return figure
 
 
-def _exactly_once(figure: dict, dead_letters_allowed: bool = False) -> None:
+def _exactly_once(
+    figure: dict, dead_letters_allowed: bool = False, raw_duplicates: bool = False
+) -> None:
     assert figure["calls_with_rows"] == figure["calls_sent"], figure
-    assert figure["rows_written"] == figure["calls_sent"], figure
+    assert figure["calls_in_reports"] == figure["calls_sent"], figure
+    if not raw_duplicates:
+        assert figure["rows_written"] == figure["calls_sent"], figure
     if not dead_letters_allowed:
         assert figure["dead_letters_replayed"] == 0, figure
 
@@ -297,4 +313,10 @@ def test_bigquery_down_stitching_retries_and_catches_up(chaos):
         down_s=5,
     )
 
-    _exactly_once(figure)
+    # An insert cut off by the kill may have landed before its answer was
+    # lost; the retry carries the same insert id, but BigQuery drops such
+    # repeats only on a best-effort basis (the emulator forgets them when it
+    # restarts). So the raw table may hold a second copy of a row version;
+    # every view takes one row per call, and that is what reports count.
+    _exactly_once(figure, raw_duplicates=True)
+    assert figure["duplicates"] <= 2, figure
