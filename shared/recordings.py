@@ -40,6 +40,9 @@ GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
 # Twilio recording URLs name the account, whose SID is the basic-auth user.
 TWILIO_ACCOUNT = re.compile(r"/Accounts/(AC[0-9a-fA-F]{32})/Recordings/")
 URL_PROVIDERS = ("twilio", "uis", "generic")
+# A link key shorter than this is no key: Terraform's first secret version is
+# the placeholder "{}", which anyone could sign links with.
+MIN_KEY_CHARS = 32
 
 
 class NotSupported(CallTrackError):
@@ -126,10 +129,15 @@ def _mac(key: str, payload: str) -> str:
     return _b64(hmac.new(key.encode(), payload.encode(), hashlib.sha256).digest())
 
 
+def _check_key(key: str) -> None:
+    if len(key) < MIN_KEY_CHARS:
+        msg = (f"Recording access is not configured: the link key needs at least "
+               f"{MIN_KEY_CHARS} characters.")
+        raise Unauthorized(msg, code="not_configured")
+
+
 def make_link(key: str, link: Link) -> str:
-    if not key:
-        raise Unauthorized("Recording access is not configured: no link key.",
-                           code="not_configured")
+    _check_key(key)
     body = {"s": link.site_id, "c": link.call_id, "p": link.reader,
             "e": int(link.expires_at.timestamp())}
     payload = _b64(json.dumps(body, separators=(",", ":")).encode())
@@ -138,8 +146,9 @@ def make_link(key: str, link: Link) -> str:
 
 def open_link(key: str, token: str, now: dt.datetime) -> Link:
     """The link's content if its MAC is right and it has not expired."""
+    _check_key(key)
     payload, _, mac = token.partition(".")
-    if not key or not payload or not hmac.compare_digest(mac, _mac(key, payload)):
+    if not payload or not hmac.compare_digest(mac, _mac(key, payload)):
         raise Forbidden("Expected a recording link this product gave.", code="link")
     try:
         body = json.loads(_unb64(payload))

@@ -18,7 +18,7 @@ import pytest
 
 from devstack.stack import DATASET, PROJECT
 from shared import recordings
-from shared.errors import Forbidden, NotFound
+from shared.errors import Forbidden, NotFound, Unauthorized
 from tests import test_end_to_end as e2e
 from tests import warehouse_fixtures as wf
 from tests.conftest import wait_for
@@ -26,6 +26,7 @@ from tests.fakes import recordings as fake
 
 READER = "analyst@shop.example.test"
 NOW = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.UTC)
+KEY = "unit-test-link-key-0123456789abcdef"
 
 
 def _get(url: str, token: str | None = None) -> tuple[int, dict, bytes]:
@@ -71,16 +72,25 @@ def test_readers_are_matched_by_email_or_by_domain():
 
 def test_a_link_opens_until_it_expires_and_never_when_altered():
     link = recordings.Link("demo", "c1", READER, NOW + dt.timedelta(minutes=5))
-    token = recordings.make_link("k", link)
+    token = recordings.make_link(KEY, link)
 
-    assert recordings.open_link("k", token, NOW) == link
+    assert recordings.open_link(KEY, token, NOW) == link
     with pytest.raises(Forbidden, match="expired"):
-        recordings.open_link("k", token, NOW + dt.timedelta(minutes=5))
+        recordings.open_link(KEY, token, NOW + dt.timedelta(minutes=5))
     with pytest.raises(Forbidden, match="gave"):
-        recordings.open_link("other-key", token, NOW)
+        recordings.open_link(KEY[::-1], token, NOW)
     payload, mac = token.split(".")
     with pytest.raises(Forbidden, match="gave"):
-        recordings.open_link("k", payload[:-2] + "xx." + mac, NOW)
+        recordings.open_link(KEY, payload[:-2] + "xx." + mac, NOW)
+
+
+def test_the_placeholder_secret_signs_and_opens_nothing():
+    link = recordings.Link("demo", "c1", READER, NOW + dt.timedelta(minutes=5))
+
+    with pytest.raises(Unauthorized, match="at least 32"):
+        recordings.make_link("{}", link)
+    with pytest.raises(Unauthorized, match="at least 32"):
+        recordings.open_link("{}", "e30.x", NOW)
 
 
 def test_twilio_media_is_fetched_as_mp3_with_the_account_sid_and_token():
@@ -181,7 +191,7 @@ def test_an_expired_or_forged_link_plays_nothing(stack):
     fetched = len(fake.SERVER.fetches)
 
     expired = _get(base + recordings.make_link(fake.LINK_SECRET, past))
-    wrong = _get(base + recordings.make_link("not-the-key", forged))
+    wrong = _get(base + recordings.make_link(KEY, forged))
 
     assert expired[0] == 403 and json.loads(expired[2])["error"]["code"] == (
         "link_expired")
