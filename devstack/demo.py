@@ -12,7 +12,11 @@
    too). A whole day would take 72 minutes at that pace, and the site's
    timers are whole seconds (renew 40 s / 20 = 2 s), so the live part is the
    peak stretch; the same visits also run in memory, to show both agree.
-3. Prints the funnel (visits, paid, calls, stitched correct / wrong /
+3. Plays the people around the product (``devstack.demo_downstream``): the
+   stitched calls become leads in the CRM fake, sales wins every other one
+   (``crm_webhook``), the day's ad spend is loaded, the quality checks run,
+   and an export dry run prints what would go to the ad platforms.
+4. Prints the funnel (visits, paid, calls, stitched correct / wrong /
    unattributed), the pool status and the BigQuery rows per table, writes
    ``out/report.html`` (``ops.report``) and ``out/accuracy.html``
    (``simulator.report``), and stops everything.
@@ -30,6 +34,7 @@ import json
 import sys
 import time
 
+from devstack import demo_downstream
 from devstack.stack import ROOT, Stack
 
 SITE = "demo"
@@ -102,7 +107,8 @@ def configure(stack: Stack) -> None:
             "display_format": "+7 (###) ###-##-##",
             "cooldown_s": 600,
             "overflow_policy": "share",
-            "extra": {"ga4_measurement_id": fake_ga4.MEASUREMENT_ID},
+            "extra": {"ga4_measurement_id": fake_ga4.MEASUREMENT_ID,
+                      **demo_downstream.site_extra()},
         },
     )
     rows = [{"number": n} for n in POOL]
@@ -190,7 +196,8 @@ def replay_live(stack: Stack, day, pool: int) -> dict:
         f"{TAIL.seconds // 60} min after and {dropped_calls} calls hours later "
         "stay in memory)"
     )
-    overrides = {"extra": {"ga4_measurement_id": fake_ga4.MEASUREMENT_ID}}
+    overrides = {"extra": {"ga4_measurement_id": fake_ga4.MEASUREMENT_ID,
+                           **demo_downstream.site_extra()}}
     started = time.monotonic()
     live = run_live(
         stack, visits, pool, SCALE, overrides, progress=say, paid_calls_only=False
@@ -262,6 +269,8 @@ def main(argv: list[str]) -> int:
     stack = Stack(env_overrides=stack_env()).start()
     try:
         live = replay_live(stack, day, peak)
+        OUT.mkdir(exist_ok=True)
+        money = demo_downstream.run(stack, live["calls"], OUT, say)
 
         from shared import pool_admin
 
@@ -290,6 +299,7 @@ def main(argv: list[str]) -> int:
                     "live": live,
                     "pool": status.to_dict(),
                     "tables": counts,
+                    "downstream": money,
                     **summary,
                 },
                 indent=2,
