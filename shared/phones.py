@@ -50,6 +50,16 @@ def phone_hash(e164: str) -> str:
     return hashlib.sha256(e164.strip().encode()).hexdigest()
 
 
+def digits_hash(e164: str) -> str:
+    """SHA-256 hex of the number's digits without "+" (Meta's ``ph`` form).
+
+    Neither hash can be derived from the other, so the stitcher makes both
+    while it still has the number.
+    """
+    return hashlib.sha256("".join(ch for ch in e164 if ch.isdigit()).encode()
+                          ).hexdigest()
+
+
 def mask(e164: str) -> str:
     """A form safe for logs and reports: ``+7*******67``."""
     if len(e164) <= 4:

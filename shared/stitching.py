@@ -37,7 +37,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from shared import touches
+from shared import phones, touches
 from shared.errors import BadRequest
 from shared.pool_admin import static_channel_touch
 from shared.sites import Site
@@ -100,6 +100,7 @@ class Call:
     provider_call_id: str | None = None
     caller_hash: str | None = None
     caller_mask: str | None = None
+    caller_hash_digits: str | None = None
     answered: bool | None = None
     ring_s: int | None = None
     talk_s: int | None = None
@@ -182,6 +183,20 @@ def _text(body: dict, name: str, required: bool = False) -> str | None:
     return value
 
 
+def _digits_hash(body: dict) -> str | None:
+    """Meta's hash of the caller, from the raw number the message carries.
+
+    Only a number that matches the message's own ``caller_hash`` counts, so a
+    row never pairs the hashes of two different numbers.
+    """
+    caller, hashed = body.get("caller"), body.get("caller_hash")
+    if not isinstance(caller, str) or not isinstance(hashed, str):
+        return None
+    if phones.phone_hash(caller) != hashed:
+        return None
+    return phones.digits_hash(caller)
+
+
 def _time(body: dict, name: str, required: bool = False) -> dt.datetime | None:
     text = _text(body, name, required)
     if text is None:
@@ -226,6 +241,7 @@ def parse_call(body: dict) -> Call:
         provider_call_id=_text(body, "provider_call_id"),
         caller_hash=_text(body, "caller_hash"),
         caller_mask=_text(body, "caller_mask"),
+        caller_hash_digits=_digits_hash(body),
         answered=answered,
         ring_s=_count(body, "ring_s"),
         talk_s=_count(body, "talk_s"),
@@ -463,6 +479,7 @@ def _row(call, number, kind, attribution, candidates, first_time, earlier_visito
         "shared_number": bool(number and number.get("overflow")),
         "caller_hash": call.caller_hash,
         "caller_mask": call.caller_mask,
+        "caller_hash_digits": call.caller_hash_digits,
         "answered": call.answered,
         "status": call.status,
         "ring_s": call.ring_s,

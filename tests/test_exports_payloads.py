@@ -262,13 +262,18 @@ def test_yandex_calls_csv_has_the_contract_columns():
     assert int(yclid[1]) < NOW.timestamp() and yclid[6] == "1"
 
 
-def test_meta_event_is_valid_and_never_sends_our_phone_hash_as_ph():
-    event = pl.meta_event(conv(click_ids={"fbclid": "IwAR0abc"}), CONF)
+def test_meta_event_is_valid_and_matches_the_phone_by_its_digits_hash():
+    digits = hashlib.sha256(b"79161234567").hexdigest()
+    event = pl.meta_event(
+        conv(click_ids={"fbclid": "IwAR0abc"}, caller_hash_digits=digits), CONF
+    )
 
     assert ads_meta.check_event(event, NOW.timestamp()) is None
     assert event["action_source"] == "phone_call"
     assert event["event_id"] == "qcall:c1"
-    assert "ph" not in event["user_data"]
+    # Meta's form, never the E.164 hash that Google gets.
+    assert event["user_data"]["ph"] == [digits]
+    assert pl.meta_event(conv(), CONF)["user_data"].get("ph") is None
     assert event["user_data"]["fbc"] == (
         f"fb.1.{int((NOW - dt.timedelta(hours=9)).timestamp() * 1000)}.IwAR0abc"
     )

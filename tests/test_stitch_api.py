@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from shared.phones import mask, phone_hash
+from shared.phones import digits_hash, mask, phone_hash
 from tests.conftest import DEFAULT_NUMBER, numbers, wait_for
 from tests.fakes import calls
 from tests.fakes.calls import CALLER
@@ -97,6 +97,7 @@ def test_a_call_during_a_live_hold_is_stitched_to_that_session(
         "google", "kitchen_msk")
     assert (full["caller_hash"], full["caller_mask"]) == (
         phone_hash(CALLER), mask(CALLER))
+    assert full["caller_hash_digits"] == digits_hash(CALLER)
     assert full["candidates"] == [{"session_id": v["session_id"],
                                    "visitor_id": v["visitor_id"], "hold_id": hold_id,
                                    "score": 0.97, "reason": "live_hold"}]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
 import pytest
 
@@ -602,6 +603,17 @@ def test_the_stitched_message_is_the_row_plus_schema_and_raw_caller():
     assert (body["schema"], body["caller"]) == (1, "+79161234567")
 
 
+def test_meta_hash_is_made_only_from_the_number_that_matches_the_hash():
+    body = {"call_id": "c-9", "site_id": "demo", "caller": "+79161234567",
+            "caller_hash": CALLER_HASH, "started_at": "2026-03-12T10:00:00Z"}
+
+    assert stitching.parse_call(body).caller_hash_digits == (
+        hashlib.sha256(b"79161234567").hexdigest())
+    other = {**body, "caller": "+79160000000"}
+    assert stitching.parse_call(other).caller_hash_digits is None
+    assert stitching.parse_call({**body, "caller": None}).caller_hash_digits is None
+
+
 def test_parse_call_reads_the_completed_message():
     body = {
         "call_id": "c-9",
@@ -634,6 +646,7 @@ def test_parse_call_reads_the_completed_message():
         provider_call_id="CA1",
         caller_hash=CALLER_HASH,
         caller_mask="+7*********67",
+        caller_hash_digits=hashlib.sha256(b"79161234567").hexdigest(),
         answered=False,
         ring_s=20,
         talk_s=0,

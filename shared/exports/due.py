@@ -23,8 +23,8 @@ Query = Callable[[str, dict], list[dict]]
 
 _CALLS = """
 SELECT call_id, site_id, started_at, answered, talk_s, ring_s, first_time_caller,
-       caller_hash, consent_ads, click_ids, analytics_ids, landing_page,
-       last_touch, visitor_id
+       caller_hash, caller_hash_digits, consent_ads, click_ids, analytics_ids,
+       landing_page, last_touch, visitor_id
 FROM `{dataset}.calls`
 WHERE started_at >= @since
 QUALIFY ROW_NUMBER() OVER (PARTITION BY call_id ORDER BY version DESC) = 1
@@ -32,7 +32,8 @@ QUALIFY ROW_NUMBER() OVER (PARTITION BY call_id ORDER BY version DESC) = 1
 
 _LATEST_CALLS = """
 latest_calls AS (
-  SELECT call_id, caller_hash, consent_ads, click_ids, analytics_ids,
+  SELECT call_id, caller_hash, caller_hash_digits, consent_ads, click_ids,
+         analytics_ids,
          landing_page, last_touch, visitor_id, started_at, talk_s, ring_s,
          answered, first_time_caller
   FROM `{dataset}.calls`
@@ -122,6 +123,7 @@ def _context(row: dict) -> dict:
             k: v for k, v in (row.get("analytics_ids") or {}).items() if v
         },
         "caller_hash": row.get("caller_hash"),
+        "caller_hash_digits": row.get("caller_hash_digits"),
         "visitor_id": row.get("visitor_id"),
         "call_id": row.get("call_id"),
         "touch_at": _at(touch.get("at")),

@@ -63,6 +63,8 @@ class Conversion:
     click_ids: dict = field(default_factory=dict)
     analytics_ids: dict = field(default_factory=dict)
     caller_hash: str | None = None
+    # Meta's form: SHA-256 of the digits without "+" (shared.phones).
+    caller_hash_digits: str | None = None
     visitor_id: str | None = None
     call_id: str | None = None
     # When the visitor arrived (the session's touch); windows that count from

@@ -6,11 +6,11 @@ the builders turn conversions into the exact bodies of
 api-contracts.md. Each builder is deterministic, so the dry run prints the
 very request a tick would send.
 
-Phone matching: the product keeps only ``caller_hash``, SHA-256 hex of the
-E.164 text with its "+" (shared.phones). That is Google's normalisation
-(Data Manager ``phoneNumber`` with ``encoding: HEX``; the legacy
-``hashedPhoneNumber``). Meta hashes the digits *without* "+", which cannot be
-derived from our hash, so no ``ph`` is sent to Meta (docs/exports.md).
+Phone matching: the product keeps two hashes of the caller and never the
+number. ``caller_hash`` is SHA-256 hex of the E.164 text with its "+", Google's
+normalisation (Data Manager ``phoneNumber`` with ``encoding: HEX``; the legacy
+``hashedPhoneNumber``). ``caller_hash_digits`` is SHA-256 hex of the digits
+without "+", Meta's ``ph``; stitch makes it while the number is at hand.
 """
 
 from __future__ import annotations
@@ -108,6 +108,9 @@ def meta_user_data(conv: Conversion) -> dict:
         user["fbp"] = conv.analytics_ids["fbp"]
     if conv.visitor_id:
         user["external_id"] = [sha256(conv.visitor_id)]
+    digits = conv.caller_hash_digits
+    if isinstance(digits, str) and _SHA256.match(digits):
+        user["ph"] = [digits]
     return user
 
 
