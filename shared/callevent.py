@@ -13,6 +13,7 @@ into a log line or an error message. The ``repr`` of an event masks it.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, fields
 
 from shared.errors import BadRequest
@@ -27,6 +28,11 @@ STATUSES = FINAL_STATUSES + LIVE_STATUSES
 
 _TIMES = ("started_at", "occurred_at")
 _COUNTS = ("ring_s", "talk_s", "sequence")
+# An id or a recording URL never holds a control character; CR/LF in one
+# would go on, through call-events, into the CRMs' requests and the
+# recording function's fetch, and split a header or a line there.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_PLAIN = ("provider_call_id", "recording_ref")
 
 
 @dataclass(frozen=True, repr=False)
@@ -66,6 +72,12 @@ class CallEvent:
                 f"found {self.provider_call_id!r}."
             )
             raise BadRequest(msg, code="call_event")
+        for name in _PLAIN:
+            value = getattr(self, name)
+            if isinstance(value, str) and _CONTROL.search(value):
+                found = f"{value!r:.60}"
+                msg = f"Expected {name} without control characters, found {found}."
+                raise BadRequest(msg, code="call_event")
 
         for name in _TIMES:
             value = getattr(self, name)

@@ -35,13 +35,16 @@ from dataclasses import dataclass, field
 
 from shared import phones, touches
 from shared.errors import BadRequest, NotFound
-from shared.sites import Site, site_from_doc
+from shared.sites import SITE_ID, Site, site_from_doc
 from shared.store import HOLDS, NUMBERS, SESSIONS, SITES, VISITORS
 from shared.store import PoolStore, Snapshot, Write
 
 logger = logging.getLogger(__name__)
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+# Firestore reserves document ids of the form __.*__ and refuses to read or
+# write one; the ids name documents, so such an id is a bad field, not a 500.
+RESERVED_ID = re.compile(r"^__.*__$")
 ANALYTICS_IDS = ("ga_client_id", "ga_session_id", "ym_client_id")
 AD_IDS = ("fbp", "fbc")
 # Firestore and the warehouse keep a session's data 35 days (TTL field below).
@@ -130,6 +133,9 @@ def _id(value, name: str) -> str | None:
         return None
     if not isinstance(value, str) or not ID_PATTERN.match(value):
         msg = f"Expected {name} of 8-64 characters [A-Za-z0-9_-], found {value!r:.80}."
+        raise BadRequest(msg, code="field")
+    if RESERVED_ID.match(value):
+        msg = f"Expected {name} not of the reserved form __name__, found {value!r:.80}."
         raise BadRequest(msg, code="field")
     return value
 
@@ -242,6 +248,13 @@ class SiteCache:
         self._sites: dict[str, tuple[float, Site]] = {}
 
     def get(self, site_id: str) -> Site:
+        # The id names a Firestore document: an empty one, a path ("a/b") or a
+        # reserved name would fail in Firestore as a 500; none names a site.
+        if not isinstance(site_id, str) or not SITE_ID.match(site_id):
+            raise NotFound(
+                f"Expected a site id of 2-63 of [a-z0-9_-], found {site_id!r:.80}.",
+                code="unknown_site",
+            )
         hit = self._sites.get(site_id)
         if hit and self.clock() - hit[0] < self.ttl_s:
             return hit[1]

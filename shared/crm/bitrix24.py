@@ -117,7 +117,15 @@ class Bitrix24:
         return isinstance(found, dict) and found.get("STATUS_SEMANTIC_ID") == "P"
 
     def fetch_deal(self, deal_id: str) -> Deal | None:
-        found = self._method("crm.deal.get", [("id", deal_id)], "deal lookup")
+        try:
+            found = self._method("crm.deal.get", [("id", deal_id)], "deal lookup")
+        except PermanentError as exc:
+            # Bitrix24 answers a deleted (or never created) deal with a 400
+            # "Not found": the deal is gone, which the webhook acknowledges as
+            # ignored; a 500 would have Bitrix24 retry it forever.
+            if exc.code == "crm_refused":
+                return None
+            raise
         if not isinstance(found, dict) or not found.get("ID"):
             return None
         semantic = found.get("STAGE_SEMANTIC_ID")

@@ -24,14 +24,13 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
-import json
 from urllib.parse import unquote
 
 from shared.crm.base import Deal, Lead, Save, money
 from shared.crm.config import CrmConfig
 from shared.crm.http import Http
 from shared.errors import BadRequest, Forbidden, Unauthorized
-from shared.providers.base import WebhookRequest, same
+from shared.providers.base import WebhookRequest, load_json_array, same
 
 REPEAT_ACTION = "noted"
 WON, LOST = "closedwon", "closedlost"
@@ -232,11 +231,9 @@ class HubSpot:
                 code="replay",
             )
 
-        try:
-            events = json.loads(req.raw_body)
-        except ValueError:
-            raise BadRequest("Expected a JSON array of events.", code="json") from None
-        if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        # The shared reader bounds the nesting: a deep body is a 400, not a 500.
+        events = load_json_array(req.raw_body, "request body")
+        if not all(isinstance(e, dict) for e in events):
             raise BadRequest("Expected a JSON array of events.", code="json")
         ids = [
             str(e.get("objectId"))

@@ -141,13 +141,23 @@ def form_pairs(raw_body: bytes) -> list[tuple[str, str]]:
 
 def load_json_object(raw: bytes | str, what: str) -> dict:
     """``raw`` parsed as a JSON object no deeper than ``MAX_JSON_DEPTH``."""
+    return _load_json(raw, what, dict, "object")
+
+
+def load_json_array(raw: bytes | str, what: str) -> list:
+    """``raw`` parsed as a JSON array no deeper than ``MAX_JSON_DEPTH``."""
+    return _load_json(raw, what, list, "array")
+
+
+def _load_json(raw: bytes | str, what: str, kind: type, name: str):
     try:
         value = json.loads(raw)
     except (ValueError, RecursionError):
+        # RecursionError: nesting past the interpreter's limit, a hostile body.
         msg = f"Expected {what} to be JSON, found text that does not parse."
         raise BadRequest(msg, code="json") from None
-    if not isinstance(value, dict):
-        msg = f"Expected {what} to be a JSON object, found {type(value).__name__}."
+    if not isinstance(value, kind):
+        msg = f"Expected {what} to be a JSON {name}, found {type(value).__name__}."
         raise BadRequest(msg, code="json")
     _check_depth(value, what, 1)
     return value
