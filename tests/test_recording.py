@@ -211,15 +211,22 @@ def test_a_twilio_recording_is_fetched_with_the_sites_credentials(stack):
     assert status == 200 and audio == fake.audio("RE0001")
 
 
+def test_a_recording_the_product_cannot_fetch_gets_no_link(stack):
+    _row(stack, "rec-mango-1", "mango", "rec-id-1")
+
+    status, body = _link(stack, "rec-mango-1")
+
+    assert (status, body["error"]["code"]) == (501, "recording_unsupported")
+    assert _logged(stack, "recording_link", "rec-mango-1") == []
+
+
 @pytest.mark.parametrize(("call_id", "provider", "ref", "status", "code"), [
-    ("rec-mango-1", "mango", "rec-id-1", 501, "recording_unsupported"),
     ("rec-gone-1", "generic", "/rec/gone.mp3", 404, "recording_gone"),
     ("rec-broken-1", "uis", "/rec/broken.mp3", 503, "provider_unavailable"),
 ])
 def test_what_cannot_be_played_says_why(stack, call_id, provider, ref, status,
                                         code):
-    ref = f"{fake.SERVER.url}{ref}" if ref.startswith("/") else ref
-    _row(stack, call_id, provider, ref)
+    _row(stack, call_id, provider, f"{fake.SERVER.url}{ref}")
 
     _, answer = _link(stack, call_id)
     played, _, body = _get(answer["url"])

@@ -59,7 +59,10 @@ def _link(request: flask.Request, site_id: str, call_id: str):
     )
     reader = recordings.reader_of(claims, conf.recording_readers)
 
-    recordings.find(site_id, call_id)  # 404 before a link to nothing
+    # No link to nothing: a missing or unfetchable recording answers now.
+    provider, ref = recordings.find(site_id, call_id)
+    recordings.source(provider, ref, conf.provider_secrets.get(site_id, {}),
+                      allow_http=conf.emulated)
     expires = now + dt.timedelta(seconds=conf.recording_link_s)
     token = recordings.make_link(
         conf.recording_link_secret,
