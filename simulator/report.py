@@ -51,7 +51,9 @@ def accuracy(
         needed[policy] = run.pool_needed(
             visits, peak, policy, target, params.seed, site_overrides
         )
-        progress(f"accuracy: {policy} needs {needed[policy]}x peak for {target:.0%}")
+        pool = needed[policy]
+        need = f"{pool}x peak" if pool is not None else "more than any pool tried"
+        progress(f"accuracy: {policy} needs {need} for {target:.0%}")
 
     # The naive policy plateaus: compare the pools each needs for the best
     # accuracy the naive policy reaches at all.

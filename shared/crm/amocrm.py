@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from shared.crm.base import Deal, Lead, Save, money
+from shared.crm.base import Deal, Lead, NotesOnLead, Save, money
 from shared.crm.config import CrmConfig
 from shared.crm.http import Http
 from shared.errors import BadRequest, Forbidden, Unauthorized
@@ -37,7 +37,7 @@ def _number(value):
     return int(text) if text.isdigit() else value
 
 
-class AmoCrm:
+class AmoCrm(NotesOnLead):
     name = "amocrm"
     repeat_action = REPEAT_ACTION
 
@@ -127,15 +127,6 @@ class AmoCrm:
             ],
             what="note",
         )
-
-    def add_call(self, lead_id: str, lead: Lead, state: dict, save: Save) -> None:
-        if not state.get("noted"):
-            self._note(lead_id, lead.summary)
-            state["noted"] = True
-            save(state)
-
-    def add_recording(self, lead_id: str, url: str) -> None:
-        self._note(lead_id, f"Call recording: {url}")
 
     def _get_lead(self, lead_id: str) -> dict | None:
         if not lead_id.isdigit():

@@ -73,3 +73,24 @@ def money(value) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+class NotesOnLead:
+    """A repeat call and a late recording as notes on the caller's lead.
+
+    For the CRMs whose leads take notes (amoCRM, Bitrix24 comments, HubSpot
+    notes on the deal); the adapter supplies ``_note(lead_id, text)``. The
+    ``noted`` mark in ``state`` makes a redelivered call add no second note.
+    """
+
+    def _note(self, lead_id: str, text: str) -> None:
+        raise NotImplementedError
+
+    def add_call(self, lead_id: str, lead: Lead, state: dict, save: Save) -> None:
+        if not state.get("noted"):
+            self._note(lead_id, lead.summary)
+            state["noted"] = True
+            save(state)
+
+    def add_recording(self, lead_id: str, url: str) -> None:
+        self._note(lead_id, f"Call recording: {url}")

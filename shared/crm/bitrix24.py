@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from shared.crm.base import Deal, Lead, Save, money
+from shared.crm.base import Deal, Lead, NotesOnLead, Save, money
 from shared.crm.config import CrmConfig
 from shared.crm.http import Http
 from shared.errors import BadRequest, PermanentError, Unauthorized
@@ -39,7 +39,7 @@ UTM = (
 )
 
 
-class Bitrix24:
+class Bitrix24(NotesOnLead):
     name = "bitrix24"
     repeat_action = REPEAT_ACTION
 
@@ -86,7 +86,7 @@ class Bitrix24:
             state["crm_lead_id"] = str(result)
             save(state)
 
-    def _comment(self, lead_id: str, text: str) -> None:
+    def _note(self, lead_id: str, text: str) -> None:
         self._method(
             "crm.timeline.comment.add",
             [
@@ -96,15 +96,6 @@ class Bitrix24:
             ],
             "comment",
         )
-
-    def add_call(self, lead_id: str, lead: Lead, state: dict, save: Save) -> None:
-        if not state.get("noted"):
-            self._comment(lead_id, lead.summary)
-            state["noted"] = True
-            save(state)
-
-    def add_recording(self, lead_id: str, url: str) -> None:
-        self._comment(lead_id, f"Call recording: {url}")
 
     def is_open(self, lead_id: str) -> bool:
         try:

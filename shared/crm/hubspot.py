@@ -26,7 +26,7 @@ import hashlib
 import hmac
 from urllib.parse import unquote
 
-from shared.crm.base import Deal, Lead, Save, money
+from shared.crm.base import Deal, Lead, NotesOnLead, Save, money
 from shared.crm.config import CrmConfig
 from shared.crm.http import Http
 from shared.errors import BadRequest, Forbidden, Unauthorized
@@ -77,7 +77,7 @@ def _association(to_id: str, type_id: int) -> dict:
     }
 
 
-class HubSpot:
+class HubSpot(NotesOnLead):
     name = "hubspot"
     repeat_action = REPEAT_ACTION
 
@@ -144,15 +144,6 @@ class HubSpot:
                 "associations": [_association(deal_id, NOTE_TO_DEAL)],
             },
         )
-
-    def add_call(self, lead_id: str, lead: Lead, state: dict, save: Save) -> None:
-        if not state.get("noted"):
-            self._note(lead_id, lead.summary)
-            state["noted"] = True
-            save(state)
-
-    def add_recording(self, lead_id: str, url: str) -> None:
-        self._note(lead_id, f"Call recording: {url}")
 
     def _deal(self, deal_id: str) -> dict | None:
         if not deal_id.isdigit():
