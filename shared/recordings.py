@@ -11,10 +11,12 @@ A link is ``{payload}.{mac}``: the payload is base64url JSON ``{"s": site,
 "c": call, "e": expiry (unix s), "p": reader}`` and the MAC HMAC-SHA256 of it
 under ``CALLTRACK_RECORDING_LINK_KEY``. Rotating the key ends every link.
 
-Note: Mango Office keeps recordings behind its own API (a recording id) and
-Zadarma behind a signed request (``call_id_with_rec``); neither API is in the
-contracts the product follows yet, so their references are answered 501 with
-that reason. Twilio, UIS and the generic hook reference a URL.
+Twilio, UIS and the generic hook reference a URL. Mango Office and Zadarma
+reference an id that their APIs turn into a one-time URL, so fetching one is
+two requests: Mango's ``POST /queries/recording/post`` (signed like its
+webhooks) answers 302 to the file; Zadarma's ``GET /v1/pbx/record/request/``
+(``Authorization: key:signature``) answers JSON with a ``link``. Neither
+one-time URL is ever shown to the reader or stored.
 """
 
 from __future__ import annotations
@@ -27,12 +29,15 @@ import hmac
 import json
 import logging
 import re
-from dataclasses import dataclass
-from urllib.parse import urlsplit
+from dataclasses import dataclass, field
+from urllib.parse import quote_plus, urlsplit
+
+import requests
 
 from shared import clients
 from shared.errors import CallTrackError, Forbidden, NotFound
 from shared.errors import TransientError, Unauthorized
+from shared.providers import mango, zadarma
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +45,14 @@ GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
 # Twilio recording URLs name the account, whose SID is the basic-auth user.
 TWILIO_ACCOUNT = re.compile(r"/Accounts/(AC[0-9a-fA-F]{32})/Recordings/")
 URL_PROVIDERS = ("twilio", "uis", "generic")
+API_PROVIDERS = ("mango", "zadarma")
+MANGO_RECORDING = "/queries/recording/post"
+ZADARMA_RECORD_REQUEST = "/v1/pbx/record/request/"
+# Zadarma's shortest link lifetime: the audio is fetched the moment it is given.
+ZADARMA_LINK_LIFETIME_S = 180
+CHUNK = 64 * 1024
+# Connect within 5 s; a recording of an hour streams in well under 60 s.
+FETCH_TIMEOUT_S = (5, 60)
 # A link key shorter than this is no key: Terraform's first secret version is
 # the placeholder "{}", which anyone could sign links with.
 MIN_KEY_CHARS = 32
@@ -168,17 +181,36 @@ def open_link(key: str, token: str, now: dt.datetime) -> Link:
 
 @dataclass(frozen=True)
 class Source:
-    """Where the audio is and how to ask for it."""
+    """The first request towards a recording's audio.
+
+    ``answer`` says what that request gives: ``media`` the audio itself,
+    ``redirect`` a 302 to a one-time URL of it (Mango Office), ``link`` JSON
+    naming one (Zadarma).
+    """
 
     url: str
     auth: tuple[str, str] | None = None
+    method: str = "GET"
+    form: dict | None = None
+    headers: dict = field(default_factory=dict)
+    answer: str = "media"
 
 
-def source(provider: str, ref: str, secrets: dict, allow_http: bool) -> Source:
-    """The request that fetches a recording reference from its provider."""
+def source(provider: str, ref: str, secrets: dict, allow_http: bool,
+           apis: dict | None = None) -> Source:
+    """The request that fetches a recording reference from its provider.
+
+    ``apis`` holds the base URLs of the providers' APIs (``mango``,
+    ``zadarma``); the settings give the real ones.
+    """
+    if provider in API_PROVIDERS:
+        base = (apis or {}).get(provider, "").rstrip("/")
+        if not base:
+            raise NotSupported(f"No API URL is configured for {provider}.")
+        builder = _mango if provider == "mango" else _zadarma
+        return builder(base, ref, secrets)
     if provider not in URL_PROVIDERS:
-        msg = (f"Recordings of {provider} are kept behind its own API, which "
-               "the product does not call yet.")
+        msg = f"Recordings of {provider} are not known to the product."
         raise NotSupported(msg)
 
     parts = urlsplit(ref)
@@ -197,6 +229,120 @@ def source(provider: str, ref: str, secrets: dict, allow_http: bool) -> Source:
     # The bare recording URL answers its metadata; ".mp3" is the audio.
     url = ref if parts.path.endswith((".mp3", ".wav")) else f"{ref}.mp3"
     return Source(url, (account.group(1), token))
+
+
+def _needs(secrets: dict, *names: str) -> list[str]:
+    missing = [name for name in names if not secrets.get(name)]
+    if missing:
+        msg = f"Expected the site's {' and '.join(missing)} to fetch its recordings."
+        raise NotFound(msg, code="recording_ref")
+    return [secrets[name] for name in names]
+
+
+def _mango(base: str, recording_id: str, secrets: dict) -> Source:
+    key, salt = _needs(secrets, "mango_api_key", "mango_api_salt")
+    payload = json.dumps({"recording_id": recording_id, "action": "download"},
+                         separators=(",", ":"))
+    form = {"vpbx_api_key": key, "sign": mango.sign(key, payload, salt),
+            "json": payload}
+    return Source(base + MANGO_RECORDING, method="POST", form=form,
+                  answer="redirect")
+
+
+def php_query(params: dict) -> str:
+    """``http_build_query`` of sorted params as PHP writes it (RFC 1738).
+
+    Zadarma signs this exact text, so it must match byte for byte: spaces are
+    ``+`` and ``~`` is escaped, where Python's quoting leaves ``~`` alone.
+    """
+    return "&".join(
+        f"{quote_plus(str(k), safe='')}={quote_plus(str(v), safe='')}"
+        .replace("~", "%7E")
+        for k, v in sorted(params.items())
+    )
+
+
+def zadarma_auth(key: str, secret: str, method: str, query: str) -> str:
+    """Zadarma's ``Authorization`` value for an API call with this query."""
+    digest = hashlib.md5(query.encode()).hexdigest()  # noqa: S324 (their recipe)
+    return f"{key}:{zadarma.sign(secret, method + query + digest)}"
+
+
+def _zadarma(base: str, call_id: str, secrets: dict) -> Source:
+    key, secret = _needs(secrets, "zadarma_api_key", "zadarma_secret")
+    query = php_query({"call_id": call_id, "format": "json",
+                       "lifetime": ZADARMA_LINK_LIFETIME_S})
+    auth = zadarma_auth(key, secret, ZADARMA_RECORD_REQUEST, query)
+    return Source(f"{base}{ZADARMA_RECORD_REQUEST}?{query}",
+                  headers={"Authorization": auth}, answer="link")
+
+
+def fetch(provider: str, src: Source) -> requests.Response:
+    """The provider's answer streaming the audio, or why there is none.
+
+    Raises NotFound when the provider no longer has the recording and
+    TransientError when it is away or refuses the site's credentials (a
+    reader can do nothing about either; the log says which).
+    """
+    # Mango's 302 is read here, not followed: its target is the audio.
+    answer = _request(provider, src.method, src.url, auth=src.auth,
+                      data=src.form, headers=src.headers,
+                      allow_redirects=src.answer != "redirect")
+    where = answer.headers.get("Location", "")
+    if src.answer == "redirect" and answer.status_code in (301, 302, 303, 307):
+        answer.close()
+        if not where:
+            raise _refusal(provider, answer.status_code)
+        return _media(provider, _request(provider, "GET", where))
+    if src.answer in ("media", "redirect"):
+        # Mango may also answer with the audio itself, or 404 for none.
+        return _media(provider, answer)
+
+    try:
+        body = answer.json()
+    except ValueError:
+        body = {}
+    finally:
+        answer.close()
+    if not isinstance(body, dict):
+        body = {}
+    link = body.get("link")
+    if answer.status_code == 200 and body.get("status") == "success" and link:
+        return _media(provider, _request(provider, "GET", link))
+    if answer.status_code in (401, 403) or answer.status_code >= 500:
+        raise _refusal(provider, answer.status_code)
+    # Zadarma answers an error status for a call it has no recording of.
+    reason = str(body.get("message", ""))[:120]
+    raise NotFound(f"{provider} has no such recording: {reason or 'no link'}.",
+                   code="recording_gone")
+
+
+def _request(provider: str, method: str, url: str,
+             **kwargs) -> requests.Response:
+    # Media hosts may redirect (Twilio hands out storage URLs); requests drops
+    # the credentials when the host changes.
+    kwargs.setdefault("allow_redirects", True)
+    try:
+        return requests.request(method, url, stream=True, timeout=FETCH_TIMEOUT_S,
+                                **kwargs)
+    except requests.RequestException as exc:
+        msg = f"The {provider} recording could not be fetched: {type(exc).__name__}."
+        raise TransientError(msg, code="provider_unavailable") from None
+
+
+def _media(provider: str, answer: requests.Response) -> requests.Response:
+    if answer.status_code == 200:
+        return answer
+    answer.close()
+    if answer.status_code in (404, 410):
+        raise NotFound(f"{provider} no longer has this recording.",
+                       code="recording_gone")
+    raise _refusal(provider, answer.status_code)
+
+
+def _refusal(provider: str, status: int) -> TransientError:
+    msg = f"{provider} answered {status} for the recording."
+    return TransientError(msg, code="provider_unavailable")
 
 
 def find(site_id: str, call_id: str) -> tuple[str, str]:

@@ -60,6 +60,9 @@ RECORDING_LINK_SECRET = "CALLTRACK_RECORDING_LINK_SECRET"
 RECORDING_LINK_S = "CALLTRACK_RECORDING_LINK_S"
 # Google's ID token keys (PEM certificates); tests point it at a local fake.
 GOOGLE_CERTS_URL = "CALLTRACK_GOOGLE_CERTS_URL"
+# The providers' APIs that hand out recordings by id; the defaults are real.
+MANGO_API_URL = "CALLTRACK_MANGO_API_URL"
+ZADARMA_API_URL = "CALLTRACK_ZADARMA_API_URL"
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,8 @@ class Settings:
     # link is useless soon after.
     recording_link_s: int = 300
     google_certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
+    # {"mango", "zadarma"} -> API base URL, for recordings kept by id.
+    recording_apis: dict = field(default_factory=dict, hash=False)
 
     @property
     def emulated(self) -> bool:
@@ -271,6 +276,13 @@ def load() -> Settings:
         google_certs_url=os.environ.get(
             GOOGLE_CERTS_URL, "https://www.googleapis.com/oauth2/v1/certs"
         ),
+        recording_apis={
+            name: os.environ.get(var, default).rstrip("/")
+            for name, var, default in (
+                ("mango", MANGO_API_URL, "https://app.mango-office.ru/vpbx"),
+                ("zadarma", ZADARMA_API_URL, "https://api.zadarma.com"),
+            )
+        },
     )
 
 

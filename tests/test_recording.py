@@ -8,7 +8,10 @@ stitch path, or are written into ``calls`` as stitch writes them.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
+import hmac
 import json
 import time
 import urllib.error
@@ -18,7 +21,7 @@ import pytest
 
 from devstack.stack import DATASET, PROJECT
 from shared import recordings
-from shared.errors import Forbidden, NotFound, Unauthorized
+from shared.errors import Forbidden, NotFound, TransientError, Unauthorized
 from tests import test_end_to_end as e2e
 from tests import warehouse_fixtures as wf
 from tests.conftest import wait_for
@@ -104,8 +107,52 @@ def test_twilio_media_is_fetched_as_mp3_with_the_account_sid_and_token():
 def test_plain_http_references_are_refused_outside_the_emulators():
     with pytest.raises(NotFound, match="https"):
         recordings.source("generic", "http://pbx.example.test/r.mp3", {}, False)
-    with pytest.raises(recordings.NotSupported, match="mango"):
-        recordings.source("mango", "rec-123", {}, True)
+    with pytest.raises(recordings.NotSupported, match="sipuni"):
+        recordings.source("sipuni", "rec-123", {}, True)
+
+
+APIS = {"mango": "https://app.mango-office.ru/vpbx",
+        "zadarma": "https://api.zadarma.com"}
+
+
+def test_a_mango_recording_is_asked_for_by_id_with_a_signed_query():
+    secrets = {"mango_api_key": "k", "mango_api_salt": "s"}
+
+    src = recordings.source("mango", "MToxMDA1", secrets, False, APIS)
+
+    payload = '{"recording_id":"MToxMDA1","action":"download"}'
+    assert src.url == "https://app.mango-office.ru/vpbx/queries/recording/post"
+    assert (src.method, src.answer) == ("POST", "redirect")
+    assert src.form == {"vpbx_api_key": "k", "json": payload,
+                        "sign": hashlib.sha256(f"k{payload}s".encode()).hexdigest()}
+
+
+def test_zadarma_signs_the_query_php_writes_with_key_and_secret():
+    secrets = {"zadarma_api_key": "key", "zadarma_secret": "secret"}
+
+    src = recordings.source("zadarma", "1458832388.1585217", secrets, False, APIS)
+
+    query = "call_id=1458832388.1585217&format=json&lifetime=180"
+    assert src.url == f"https://api.zadarma.com/v1/pbx/record/request/?{query}"
+    signed = "/v1/pbx/record/request/" + query + hashlib.md5(query.encode()).hexdigest()
+    mac = hmac.new(b"secret", signed.encode(), hashlib.sha1).hexdigest()
+    assert src.headers == {
+        "Authorization": "key:" + base64.b64encode(mac.encode()).decode()}
+    assert src.answer == "link"
+
+
+def test_php_query_sorts_and_escapes_as_http_build_query_does():
+    assert recordings.php_query({"b": "a b~c", "a": "é/&"}) == (
+        "a=%C3%A9%2F%26&b=a+b%7Ec")
+
+
+@pytest.mark.parametrize(("provider", "secrets", "missing"), [
+    ("mango", {"mango_api_key": "k"}, "mango_api_salt"),
+    ("zadarma", {"zadarma_secret": "s"}, "zadarma_api_key"),
+])
+def test_an_api_recording_needs_the_sites_credentials(provider, secrets, missing):
+    with pytest.raises(NotFound, match=missing):
+        recordings.source(provider, "rec-1", secrets, False, APIS)
 
 
 # -- the function --------------------------------------------------------------
@@ -211,22 +258,68 @@ def test_a_twilio_recording_is_fetched_with_the_sites_credentials(stack):
     assert status == 200 and audio == fake.audio("RE0001")
 
 
-def test_a_recording_the_product_cannot_fetch_gets_no_link(stack):
-    _row(stack, "rec-mango-1", "mango", "rec-id-1")
+@pytest.mark.parametrize(("provider", "ref"), [
+    ("mango", "MToxMDA1NzU5Mzo0ODE6NjI0MzQ2"),
+    ("zadarma", "1458832388.1585217"),
+])
+def test_an_api_recording_is_fetched_through_a_one_time_url_never_shown(
+    stack, provider, ref
+):
+    call_id = f"rec-{provider}-1"
+    _row(stack, call_id, provider, ref)
+    _, answer = _link(stack, call_id)
+    handed = len(fake.SERVER.one_time)
+    fetched = len(fake.SERVER.fetches)
 
-    status, body = _link(stack, "rec-mango-1")
+    first = _get(answer["url"])
+    again = _get(answer["url"])
+
+    assert first[0] == again[0] == 200
+    assert first[2] == again[2] == fake.audio(ref)
+    assert first[1]["Content-Type"] == "audio/mpeg"
+    # Each play asked the API for a fresh one-time URL and used it up.
+    paths = [x["path"] for x in fake.SERVER.fetches[fetched:]]
+    assert len([x for x in paths if x.startswith("/media/")]) == 2
+    assert len(fake.SERVER.one_time) == handed
+    assert "/media/" not in json.dumps(answer)
+    assert len(_logged(stack, "recording_played", call_id)) == 2
+
+
+@pytest.mark.parametrize(("provider", "secrets"), [
+    ("mango", {"mango_api_key": fake.MANGO_KEY, "mango_api_salt": "wrong"}),
+    ("zadarma", {"zadarma_api_key": fake.ZADARMA_KEY, "zadarma_secret": "wrong"}),
+])
+def test_credentials_the_provider_refuses_are_an_outage_not_a_lost_recording(
+    provider, secrets
+):
+    apis = {"mango": f"{fake.SERVER.url}/vpbx", "zadarma": fake.SERVER.url}
+    src = recordings.source(provider, "rec-1", secrets, True, apis)
+
+    with pytest.raises(TransientError, match=r"answered (401|403)"):
+        recordings.fetch(provider, src)
+
+
+def test_a_recording_of_an_unknown_provider_gets_no_link(stack):
+    _row(stack, "rec-sipuni-1", "sipuni", "rec-id-1")
+
+    status, body = _link(stack, "rec-sipuni-1")
 
     assert (status, body["error"]["code"]) == (501, "recording_unsupported")
-    assert _logged(stack, "recording_link", "rec-mango-1") == []
+    assert _logged(stack, "recording_link", "rec-sipuni-1") == []
 
 
 @pytest.mark.parametrize(("call_id", "provider", "ref", "status", "code"), [
     ("rec-gone-1", "generic", "/rec/gone.mp3", 404, "recording_gone"),
     ("rec-broken-1", "uis", "/rec/broken.mp3", 503, "provider_unavailable"),
+    ("rec-mango-gone", "mango", "gone-1", 404, "recording_gone"),
+    ("rec-mango-broken", "mango", "broken-1", 503, "provider_unavailable"),
+    ("rec-zadarma-gone", "zadarma", "gone-2", 404, "recording_gone"),
+    ("rec-zadarma-broken", "zadarma", "broken-2", 503, "provider_unavailable"),
 ])
 def test_what_cannot_be_played_says_why(stack, call_id, provider, ref, status,
                                         code):
-    _row(stack, call_id, provider, f"{fake.SERVER.url}{ref}")
+    url_ref = ref if provider in recordings.API_PROVIDERS else fake.SERVER.url + ref
+    _row(stack, call_id, provider, url_ref)
 
     _, answer = _link(stack, call_id)
     played, _, body = _get(answer["url"])

@@ -6,8 +6,8 @@
 - ``GET /play/{link}``: the audio, fetched from the provider and streamed.
 
 Answers 401 without a valid ID token, 403 to anyone not a reader and for a
-forged or expired link, 404 when the call has no recording, 501 for a
-provider whose recordings the product cannot fetch yet, 503 when BigQuery,
+forged or expired link, 404 when the call has no recording or the provider
+lost it, 501 for a provider the product does not know, 503 when BigQuery,
 Google's keys or the provider are away. Every link given (``recording_link``)
 and every play (``recording_played``) is logged with the reader and the call.
 Nothing is written, so any request may be repeated.
@@ -21,17 +21,12 @@ from urllib.parse import urlsplit
 
 import flask
 import functions_framework
-import requests
 
 from shared import recordings, settings, web
-from shared.errors import NotFound, TransientError
+from shared.errors import NotFound
 from shared.sites import SITE_ID
 
 logger = logging.getLogger("functions.recording")
-
-CHUNK = 64 * 1024
-# Connect within 5 s; a recording of an hour streams in well under 60 s.
-FETCH_TIMEOUT_S = (5, 60)
 
 
 @functions_framework.http
@@ -62,7 +57,7 @@ def _link(request: flask.Request, site_id: str, call_id: str):
     # No link to nothing: a missing or unfetchable recording answers now.
     provider, ref = recordings.find(site_id, call_id)
     recordings.source(provider, ref, conf.provider_secrets.get(site_id, {}),
-                      allow_http=conf.emulated)
+                      conf.emulated, conf.recording_apis)
     expires = now + dt.timedelta(seconds=conf.recording_link_s)
     token = recordings.make_link(
         conf.recording_link_secret,
@@ -86,22 +81,8 @@ def _play(token: str):
                                 dt.datetime.now(dt.UTC))
     provider, ref = recordings.find(link.site_id, link.call_id)
     src = recordings.source(provider, ref, conf.provider_secrets.get(link.site_id, {}),
-                            allow_http=conf.emulated)
-
-    try:
-        upstream = requests.get(src.url, auth=src.auth, stream=True,
-                                timeout=FETCH_TIMEOUT_S)
-    except requests.RequestException as exc:
-        msg = f"The {provider} recording could not be fetched: {type(exc).__name__}."
-        raise TransientError(msg, code="provider_unavailable") from None
-    if upstream.status_code in (404, 410):
-        upstream.close()
-        raise NotFound(f"{provider} no longer has this recording.",
-                       code="recording_gone")
-    if upstream.status_code != 200:
-        upstream.close()
-        msg = f"{provider} answered {upstream.status_code} for the recording."
-        raise TransientError(msg, code="provider_unavailable")
+                            conf.emulated, conf.recording_apis)
+    upstream = recordings.fetch(provider, src)
 
     logger.info(
         "Recording of call %s played by %s", link.call_id, link.reader,
@@ -112,7 +93,7 @@ def _play(token: str):
     headers = {"Cache-Control": "private, no-store",
                "Content-Disposition": f'inline; filename="{link.call_id}.mp3"'}
     return flask.Response(
-        upstream.iter_content(CHUNK),
+        upstream.iter_content(recordings.CHUNK),
         status=200,
         mimetype=upstream.headers.get("Content-Type", "audio/mpeg"),
         headers=headers,

@@ -95,6 +95,9 @@ class ProviderSecrets:
     mango_api_key: str | None = field(default=None, repr=False)
     mango_api_salt: str | None = field(default=None, repr=False)
     zadarma_secret: str | None = field(default=None, repr=False)
+    # Zadarma's API key signs nothing it sends; the product needs it only to
+    # ask Zadarma's API for recordings.
+    zadarma_api_key: str | None = field(default=None, repr=False)
     uis_secret: str | None = field(default=None, repr=False)
     generic_secret: str | None = field(default=None, repr=False)
 
