@@ -47,6 +47,37 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def listens_on(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds the listening socket of ``port``.
+
+    A port from ``free_port`` is free only when asked: another stack on the
+    machine can take it before the function binds it, and then the other
+    stack's server answers the readiness probe. Linux's /proc says whose
+    socket it is; elsewhere the probe's answer is trusted.
+    """
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if not tables[0].exists():
+        return True
+    inodes = set()
+    for table in tables:
+        for line in table.read_text().splitlines()[1:]:
+            cols = line.split()
+            # cols: index, local address:port (hex), remote, state (0A listen)...
+            if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{cols[9]}]")
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(fd) in inodes:
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def sdk_root() -> Path:
     gcloud = shutil.which("gcloud")
     if not gcloud:
@@ -190,11 +221,9 @@ class Stack:
         specs = manifest()["functions"]
         names = self.functions or tuple(specs)
         for name in names:
-            self.ports[name] = free_port()
-            self.urls[name] = f"http://127.0.0.1:{self.ports[name]}"
             self._spawn_function(name, specs[name])
         for name in names:
-            self._wait(name, lambda n=name: self._function_up(n))
+            self._wait_function(name, specs[name])
         self.create_topics()
         self._say(
             f"stack up in {time.monotonic() - started:.1f} s (logs in {self.run_dir})"
@@ -289,7 +318,21 @@ class Stack:
         for client in (clients.firestore, clients.publisher, clients.bigquery):
             client.cache_clear()
 
+    def _wait_function(self, name: str, spec: dict, tries: int = 3) -> None:
+        """Wait until a function serves; on a port taken meanwhile, move it."""
+        for attempt in range(tries):
+            try:
+                return self._wait(name, lambda: self._function_up(name))
+            except RuntimeError as exc:
+                if "Address already in use" not in str(exc) or attempt == tries - 1:
+                    raise
+            self._say(f"{name}: port {self.ports[name]} was taken; another port")
+            self.processes.remove(self._process(name))
+            self._spawn_function(name, spec)
+
     def _spawn_function(self, name: str, spec: dict) -> None:
+        self.ports[name] = free_port()
+        self.urls[name] = f"http://127.0.0.1:{self.ports[name]}"
         env = {
             **os.environ,
             **self.env(),
@@ -318,9 +361,11 @@ class Stack:
         )
 
     def _function_up(self, name: str) -> bool:
-        # Any HTTP answer means the server is serving; a 404/400 is fine here.
+        # Any HTTP answer means a server is serving (a 404/400 is fine here),
+        # but it must be this function's own.
         status, _ = _get(self.urls[name] + "/__ready__", timeout=0.5)
-        return status > 0
+        return status > 0 and listens_on(self._process(name).popen.pid,
+                                         self.ports[name])
 
     # -- faults (the chaos tests) ---------------------------------------------
 

@@ -46,6 +46,11 @@ STACK_ENV = {"CALLTRACK_RATE_PER_MIN": "600", "CALLTRACK_RATE_BURST": "30",
              **fake_recordings.stack_env()}
 
 
+def pytest_collection_modifyitems(items):
+    # Scans of everything the suite wrote go last; the sort is stable.
+    items.sort(key=lambda item: item.get_closest_marker("suite_end") is not None)
+
+
 @pytest.fixture(scope="session")
 def stack():
     running = Stack(env_overrides=STACK_ENV).start()
