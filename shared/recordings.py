@@ -30,7 +30,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
-from urllib.parse import quote_plus, urlsplit
+from urllib.parse import quote_plus, urljoin, urlsplit
 
 import requests
 
@@ -293,7 +293,7 @@ def fetch(provider: str, src: Source) -> requests.Response:
         answer.close()
         if not where:
             raise _refusal(provider, answer.status_code)
-        return _media(provider, _request(provider, "GET", where))
+        return _media(provider, _request(provider, "GET", urljoin(src.url, where)))
     if src.answer in ("media", "redirect"):
         # Mango may also answer with the audio itself, or 404 for none.
         return _media(provider, answer)
@@ -309,7 +309,7 @@ def fetch(provider: str, src: Source) -> requests.Response:
     link = body.get("link")
     if answer.status_code == 200 and body.get("status") == "success" and link:
         return _media(provider, _request(provider, "GET", link))
-    if answer.status_code in (401, 403) or answer.status_code >= 500:
+    if answer.status_code in (401, 403, 429) or answer.status_code >= 500:
         raise _refusal(provider, answer.status_code)
     # Zadarma answers an error status for a call it has no recording of.
     reason = str(body.get("message", ""))[:120]

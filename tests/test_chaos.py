@@ -200,7 +200,9 @@ def _settle(stack: Stack, prefix: str, expected: set[str]) -> tuple[dict, int]:
 def _stream_with_fault(
     stack: Stack, prefix: str, fault, recover, down_s: float
 ) -> dict:
-    """Send CALLS calls; after a third of them, fault, wait, recover."""
+    """Send CALLS calls: a third before the fault, a third while it strikes,
+    and the last third while the part is down, so that some calls always meet
+    the fault however fast the machine is; then recover."""
     provider = Provider(stack.urls["call_webhook"])
     call_ids = [f"{prefix}-{n}-{time.time_ns() % 10**9}" for n in range(CALLS)]
     base = hash(prefix) % 10**5 * 10
@@ -211,9 +213,10 @@ def _stream_with_fault(
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(SENDERS) as pool:
         first = list(pool.map(send, range(CALLS // 3)))
-        later = [pool.submit(send, i) for i in range(CALLS // 3, CALLS)]
-        time.sleep(0.3)  # the stream is flowing when the fault strikes
+        later = [pool.submit(send, i) for i in range(CALLS // 3, 2 * CALLS // 3)]
+        time.sleep(0.1)  # the stream is flowing when the fault strikes
         fault()
+        later += [pool.submit(send, i) for i in range(2 * CALLS // 3, CALLS)]
         time.sleep(down_s)
         recover()
         for future in later:

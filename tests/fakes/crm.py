@@ -143,7 +143,7 @@ class FakeCrm:
         self._ids = itertools.count(1001)
         self.requests: list[Request] = []
         self.rejected: list[tuple[str, str, dict]] = []
-        self._failures: dict[str, list[int]] = {crm: [] for crm in CRMS}
+        self._failures: dict[str, list[tuple]] = {crm: [] for crm in CRMS}
         self._delays: dict[str, list[float]] = {crm: [] for crm in CRMS}
         self.amo_leads: dict[int, dict] = {}
         self.amo_contacts: dict[int, dict] = {}
@@ -188,11 +188,16 @@ class FakeCrm:
     def _id(self) -> int:
         return next(self._ids)
 
-    def fail_next(self, crm: str, status: int, times: int = 1, path: str = "") -> None:
+    def fail_next(self, crm: str, status: int, times: int = 1, path: str = "",
+                  body: str = "") -> None:
         """Answer the next ``times`` requests to ``crm`` (whose path holds
-        ``path``) with ``status``."""
+        ``path`` and whose body holds ``body``) with ``status``.
+
+        ``body`` keeps a late redelivery of an earlier test's message from
+        using up failures meant for this test's call.
+        """
         with self._lock:
-            self._failures[crm].extend([(status, path)] * times)
+            self._failures[crm].extend([(status, path, body)] * times)
 
     def delay_next(self, crm: str, seconds: float) -> None:
         with self._lock:
@@ -221,8 +226,11 @@ class FakeCrm:
         crm, route = found[0]
         with self._lock:
             queued = self._failures[crm]
+            text = raw.decode(errors="replace")
             index = next(
-                (i for i, (_, p) in enumerate(queued) if p in parts.path), None
+                (i for i, (_, p, b) in enumerate(queued)
+                 if p in parts.path and b in text),
+                None,
             )
             failure = queued.pop(index)[0] if index is not None else None
             delay = self._delays[crm].pop(0) if self._delays[crm] else 0
