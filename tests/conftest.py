@@ -12,7 +12,7 @@ import pytest
 
 from devstack.stack import Stack
 from shared import pool_admin
-from tests import privacy_scan
+from tests import figures, privacy_scan
 from tests.fakes import ads_all as fake_ads
 from tests.fakes import crm as fake_crm
 from tests.fakes import ga4 as fake_ga4
@@ -45,6 +45,13 @@ STACK_ENV = {"CALLTRACK_RATE_PER_MIN": "600", "CALLTRACK_RATE_BURST": "30",
              **fake_ads.stack_env(),
              # Recordings: Google's ID token keys and the providers' media.
              **fake_recordings.stack_env()}
+
+
+def pytest_terminal_summary(terminalreporter):
+    if figures.FIGURES:
+        terminalreporter.section("figures")
+        for line in figures.lines():
+            terminalreporter.write_line(line)
 
 
 def pytest_collection_modifyitems(items):

@@ -78,7 +78,7 @@ from devstack.stack import PROJECT
 from shared import utm
 from shared.crm import hubspot
 from shared.providers import generic
-from tests import signers
+from tests import figures, signers
 from tests.conftest import ORIGIN, STACK_ENV, UA, numbers
 from tests.fakes import crm as fake_crm
 
@@ -551,7 +551,7 @@ def fuzz(name: str, stack, make_site, fs) -> dict:
 
 @pytest.mark.parametrize("name", HTTP)
 def test_fuzzed_requests_get_documented_answers_and_refused_ones_write_nothing(
-    name, stack, make_site, fs, capsys
+    name, stack, make_site, fs
 ):
     """Spec-made requests, valid and invalid, get documented answers without a
     5xx or a traceback, and a refused one writes and publishes nothing."""
@@ -561,8 +561,7 @@ def test_fuzzed_requests_get_documented_answers_and_refused_ones_write_nothing(
               "status_counts": result["status_counts"], "wrote": result["wrote"],
               "published": result["published"],
               "seconds": round(time.monotonic() - started, 1)}
-    with capsys.disabled():
-        print("\n" + json.dumps(figure))
+    figures.report(figure)
 
     failures = result["failures"]
     assert not failures, f"{len(failures)} failures:\n" + "\n".join(failures[:15])

@@ -39,6 +39,7 @@ from devstack.stack import Stack
 from ops import replay
 from shared import clients, pool_admin, settings
 from shared.providers.generic import sign
+from tests import figures
 
 SITE = "chaos"
 SECRET = "chaos-generic-secret-7d1e"
@@ -236,7 +237,7 @@ def _stream_with_fault(
         "dead_letters_replayed": replayed,
         "seconds": round(time.monotonic() - started, 1),
     }
-    print(json.dumps(figure))
+    figures.report(figure)
     return figure
 
 

@@ -18,6 +18,7 @@ from devstack.bench_load import (
     run_locust,
     summarise,
 )
+from tests import figures
 from tests.conftest import STACK_ENV, numbers
 
 GENERIC_SECRET = json.loads(STACK_ENV["CALLTRACK_PROVIDER_SECRETS"])["demo"][
@@ -37,6 +38,12 @@ def test_visitors_and_a_pbx_at_once_keep_the_pool_invariants(
     summary = summarise(run["entries"])
     check = pool_check(fs, "demo", run["calls_file"])
 
+    figures.report({"load_smoke": {
+        "requests": sum(v["n"] for v in summary["by_name"].values()),
+        "errors": summary["errors"], "double_holds": check["double_holds"],
+        "unreleased_holds": check["unreleased_holds"],
+        "calls_acked": check["calls_acked"],
+        "calls_recorded": check["calls_recorded"]}})
     log = run["log"].read_text(errors="replace")[-3000:]
     assert summary["errors"] == 0, log
     served = {name: summary["by_name"].get(name, {}).get("n", 0)
