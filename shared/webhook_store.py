@@ -44,6 +44,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import phonenumbers
@@ -51,9 +52,13 @@ import phonenumbers
 from shared import callmerge, callmessages
 from shared.callevent import CallEvent
 from shared.callmessages import Outgoing
-from shared.errors import TransientError
+from shared.errors import BadRequest, ConfigError, TransientError
 from shared.phones import mask_text
 from shared.providers.base import WebhookRequest, form_pairs
+
+if TYPE_CHECKING:
+    from shared.pool import SiteCache
+    from shared.sites import Site
 
 logger = logging.getLogger(__name__)
 
@@ -343,6 +348,21 @@ def unavailable_as_transient(service: str):
     except (exceptions.GoogleAPICallError, exceptions.RetryError) as exc:
         msg = f"Expected {service} to answer, found {type(exc).__name__}."
         raise TransientError(msg) from exc
+
+
+def sender_site(sites: SiteCache, site_id: str) -> Site:
+    """The site a webhook's URL names, for a sender that retries on a 5xx.
+
+    A malformed or unknown id is the sender's mistake (404, from the cache);
+    a broken site document is ours to fix, so it is a ConfigError (500) that
+    keeps the sender retrying until it is fixed.
+    """
+    try:
+        with unavailable_as_transient("Firestore"):
+            return sites.get(site_id)
+    except BadRequest as exc:
+        msg = f"Expected a valid document for site {site_id}: {exc.message}"
+        raise ConfigError(msg, code="site_config") from None
 
 
 def _claimed(record: dict, now: dt.datetime) -> bool:

@@ -36,10 +36,10 @@ from shared import clients, events, providers, settings, web
 from shared.errors import BadRequest, ConfigError, NotFound
 from shared.pool import SiteCache
 from shared.providers import ProviderSecrets, WebhookRequest
-from shared.sites import SITE_ID, Site
+from shared.sites import Site
 from shared.store import FirestoreStore
 from shared.webhook_store import CLAIM_MARGIN_S, CallStore, call_doc_id, deliver
-from shared.webhook_store import masked_payload, unavailable_as_transient
+from shared.webhook_store import masked_payload, sender_site
 
 logger = logging.getLogger("functions.call_webhook")
 
@@ -70,7 +70,7 @@ def call_webhook(request: flask.Request):
     site = _site(site_id, provider.name)
 
     body = web.read_body(request, MAX_BODY_BYTES)
-    req = WebhookRequest.build(request.method, public_url(request),
+    req = WebhookRequest.build(request.method, web.public_url(request),
                                dict(request.headers), body)
     if req.method == "GET" and provider.name == "zadarma":
         echo = providers.echo_response(req)
@@ -103,23 +103,6 @@ def call_webhook(request: flask.Request):
                              {"Server-Timing": timing})
 
 
-def public_url(request: flask.Request) -> str:
-    """The URL the provider called, as it signed it.
-
-    Cloud Run terminates TLS and forwards plain HTTP, so the scheme comes from
-    ``X-Forwarded-Proto`` and the host from ``Host``. The path and query are
-    taken as received, before any decoding, because the signature covers them.
-    """
-    forwarded = request.headers.get("X-Forwarded-Proto", "")
-    scheme = forwarded.split(",")[0].strip().lower() or request.scheme
-    host = request.headers.get("Host") or request.host
-    target = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
-    if not target or not target.startswith("/"):
-        query = request.query_string.decode("latin-1")
-        target = request.path + (f"?{query}" if query else "")
-    return f"{scheme}://{host}{target}"
-
-
 def provider_secrets(site_id: str) -> ProviderSecrets:
     """The site's provider secrets from settings; absent ones stay None."""
     values = settings.get().provider_secrets.get(site_id) or {}
@@ -142,17 +125,7 @@ def _route(path: str) -> tuple[str, str]:
 
 
 def _site(site_id: str, provider: str) -> Site:
-    if not SITE_ID.match(site_id):
-        msg = f"Expected a site id of [a-z0-9_-], found {site_id[:64]!r}."
-        raise NotFound(msg, code="unknown_site")
-    try:
-        with unavailable_as_transient("Firestore"):
-            site = _sites().get(site_id)
-    except BadRequest as exc:
-        # A broken site document is ours to fix, not the provider's: a 500
-        # keeps the provider retrying until it is.
-        msg = f"Expected a valid document for site {site_id}: {exc.message}"
-        raise ConfigError(msg, code="site_config") from None
+    site = sender_site(_sites(), site_id)
 
     # A site may list the providers it uses; absent, every provider is open.
     enabled = site.extra.get("providers")

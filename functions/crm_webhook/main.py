@@ -35,12 +35,11 @@ import functions_framework
 from shared import clients, crm, events, settings, warehouse, web
 from shared.crm import config
 from shared.crm.deals import DealRecorder
-from shared.errors import BadRequest, ConfigError, NotFound
+from shared.errors import NotFound
 from shared.pool import SiteCache
 from shared.providers.base import WebhookRequest
-from shared.sites import SITE_ID
 from shared.store import FirestoreStore
-from shared.webhook_store import unavailable_as_transient
+from shared.webhook_store import sender_site, unavailable_as_transient
 
 logger = logging.getLogger("functions.crm_webhook")
 
@@ -86,14 +85,7 @@ def crm_webhook(request: flask.Request):
 
 
 def _config(site_id: str, name: str) -> config.CrmConfig:
-    if not SITE_ID.match(site_id):
-        raise NotFound("Expected a site id of [a-z0-9_-].", code="unknown_site")
-    try:
-        with unavailable_as_transient("Firestore"):
-            site = _sites().get(site_id)
-    except BadRequest as exc:
-        msg = f"Expected a valid document for site {site_id}: {exc.message}"
-        raise ConfigError(msg, code="site_config") from None
+    site = sender_site(_sites(), site_id)
     cfg = config.from_site(site, settings.get().crm_secrets)
     if cfg is None or cfg.crm != name:
         msg = f"Expected site {site_id} to use CRM {name}, found another or none."

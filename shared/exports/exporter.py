@@ -448,17 +448,12 @@ class Exporter:
                     "batch_id": batch_id,
                     "updated_at": now,
                 }
-                if it.doc is None:
-                    batch.create(
-                        ref, {**self._base(platform, it.conv), **data, "attempts": 0}
-                    )
-                else:
+                if it.doc is not None:
                     data["prev_batch_id"] = it.doc.get("batch_id")
-                    batch.update(
-                        ref,
-                        data,
-                        option=self.fs.write_option(last_update_time=it.update_time),
-                    )
+                self._stage(
+                    batch, ref, it,
+                    {**self._base(platform, it.conv), **data, "attempts": 0}, data,
+                )
             try:
                 batch.commit()
             except Exception as exc:  # another tick claimed one of them first
@@ -492,6 +487,15 @@ class Exporter:
         )
         return claimed
 
+    def _stage(self, batch, ref, it: _Item, created: dict, updated: dict) -> None:
+        """Create the ledger document, or update it only if it is as read: a
+        tick that changed it meanwhile makes the whole batch fail."""
+        if it.doc is None:
+            batch.create(ref, created)
+        else:
+            unchanged = self.fs.write_option(last_update_time=it.update_time)
+            batch.update(ref, updated, option=unchanged)
+
     @staticmethod
     def _base(platform: str, conv: Conversion) -> dict:
         return {
@@ -518,14 +522,7 @@ class Exporter:
                     "updated_at": now,
                     "attempts": int((it.doc or {}).get("attempts") or 0),
                 }
-                if it.doc is None:
-                    batch.create(ref, data)
-                else:
-                    batch.update(
-                        ref,
-                        data,
-                        option=self.fs.write_option(last_update_time=it.update_time),
-                    )
+                self._stage(batch, ref, it, data, data)
             try:
                 batch.commit()
             except Exception as exc:

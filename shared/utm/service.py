@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared.errors import BadRequest
+from shared.touches import text_field
 from shared.utm._dictionary import Dictionary
 from shared.utm._links import compose_link, normalise_url, validate_url
 from shared.utm._values import ERROR, UTM_FIELDS, Finding, normalise_touch_utm
@@ -27,17 +28,12 @@ MAX_TEXT_CHARS = 500
 
 def _text(body: Mapping[str, Any], key: str, limit: int, *, required: bool = False):
     value = body.get(key)
-    if value is None or (value == "" and not required):
-        if required:
-            raise BadRequest(f"Expected {key}, found none.", code="field")
-        return None
-    if not isinstance(value, str):
-        kind = type(value).__name__
-        raise BadRequest(f"Expected {key} to be a string, found {kind}.", code="field")
-    if len(value) > limit:
-        msg = f"Expected {key} of at most {limit} characters, found {len(value)}."
-        raise BadRequest(msg, code="field_size")
-    return value
+    if required and value is None:
+        raise BadRequest(f"Expected {key}, found none.", code="field")
+    if required and value == "":
+        # Present but empty is not missing: the checks that follow judge it.
+        return value
+    return text_field(value, key, limit)
 
 
 def _only(body: Mapping[str, Any], allowed: set[str]) -> None:
