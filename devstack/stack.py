@@ -137,8 +137,10 @@ class Stack:
     processes: list[Process] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
-    # When each killed process died (chaos tests), for ``restart``.
-    _killed_at: dict = field(default_factory=dict, repr=False)
+    # Processes killed by the chaos tests, and when each push subscription was
+    # created: what ``restart`` needs to make held messages due again.
+    _killed: set = field(default_factory=set, repr=False)
+    _subscribed_at: dict = field(default_factory=dict, repr=False)
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -380,7 +382,7 @@ class Stack:
         except ProcessLookupError:
             pass
         proc.popen.wait(timeout=10)
-        self._killed_at.setdefault(name, dt.datetime.now(dt.UTC))
+        self._killed.add(name)
 
     def pause(self, name: str) -> None:
         """Freeze one process (SIGSTOP): it holds connections and answers none."""
@@ -412,13 +414,18 @@ class Stack:
         self._wait(name, checks.get(name, lambda: self._function_up(name)))
         if name == "pubsub":
             self.create_topics()
-        killed_at = self._killed_at.pop(name, None)
         trigger = manifest()["functions"].get(name, {}).get("trigger")
-        if killed_at and trigger == "pubsub":
-            self._seek(name, killed_at - dt.timedelta(seconds=1))
+        if name in self._killed and trigger == "pubsub":
+            # Seeking to any later time would mark the messages published
+            # before it as acked, and a message published a few seconds before
+            # the kill may still have been waiting for its push (measured: one
+            # call of 18 lost with the kill time less 1 s).
+            self._seek(name, self._subscribed_at[name])
+        self._killed.discard(name)
 
     def _seek(self, subscription: str, when: dt.datetime) -> None:
-        """Make a subscription's unacked messages since ``when`` due at once.
+        """Mark a subscription's messages published before ``when`` acked, and
+        make every message it still holds from then on due at once.
 
         Note: after a burst of failed pushes to a dead endpoint the Pub/Sub
         emulator stops pushing the messages that were in flight: measured, 8
@@ -466,6 +473,7 @@ class Stack:
                 continue
             topic = fn["topic"]
             topic_path = f"projects/{PROJECT}/topics/{topic}"
+            self._subscribed_at[name] = dt.datetime.now(dt.UTC)
             _request(
                 "PUT",
                 f"{base}/subscriptions/{name}",

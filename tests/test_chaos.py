@@ -308,6 +308,26 @@ def test_stitch_process_killed_mid_request_and_restarted(chaos):
     _exactly_once(figure, dead_letters_allowed=True)
 
 
+def test_a_call_waiting_for_its_push_when_stitch_dies_is_still_stitched(chaos):
+    # Stitch frozen: the call's messages are published and wait for a push
+    # that hangs. Seconds later the process dies; the restart must make them
+    # due again however long before the kill they were published.
+    provider = Provider(chaos.urls["call_webhook"])
+    call_id = f"held-{time.time_ns() % 10**9}"
+    chaos.pause("stitch")
+    try:
+        provider.call(call_id, 4242)
+        time.sleep(3)
+    finally:
+        chaos.kill("stitch")
+    chaos.restart("stitch")
+
+    rows, replayed = _settle(chaos, "held", {f"generic:{SITE}:{call_id}"})
+
+    assert rows == {f"generic:{SITE}:{call_id}": 1}
+    assert replayed == 0
+
+
 def test_bigquery_down_stitching_retries_and_catches_up(chaos):
     figure = _stream_with_fault(
         chaos,
