@@ -5,6 +5,7 @@ that record what the page sent and printed."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -141,6 +142,23 @@ class Tab:
                 f"Expected {selector} to read {expected!r}, found {found!r}; "
                 f"console {self.console}, errors {self.errors}, posts {self.posts}"
             ) from None
+
+    def wait_until(self, expression: str, timeout: float = 10.0) -> None:
+        """Poll an expression that may return a promise until it is truthy.
+
+        Playwright's ``wait_for_function`` takes a returned promise itself as
+        truthy, so it cannot wait on the snippet's promise API; ``evaluate``
+        awaits the promise.
+        """
+        deadline = time.monotonic() + timeout
+        while not self.page.evaluate(expression):
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{expression} stayed falsy for {timeout} s; "
+                    f"console {self.console}, errors {self.errors}, "
+                    f"posts {self.posts}"
+                )
+            self.page.wait_for_timeout(50)
 
     def problems(self) -> list[str]:
         """Uncaught errors and console errors or warnings the page printed."""

@@ -159,7 +159,7 @@ def test_a_banner_that_updates_consent_mode_is_noticed(site, open_tab, context):
     tab.wait_text("#main", "8 (495) 765-43-21")
 
     tab.page.click("#accept")
-    tab.page.wait_for_function("calltrack('ids').then(i => i.consent.ads)")
+    tab.wait_until("calltrack('ids').then(i => i.consent.ads)")
     tab.number()
 
     assert [b["consent"]["ads"] for b in tab.assigns()] == [False, True]

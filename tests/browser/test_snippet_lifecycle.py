@@ -88,7 +88,7 @@ def test_a_page_restored_from_the_bfcache_is_a_new_view(site, open_tab, fs):
     wait_for(lambda: hold_of(fs, answer["session_id"])["released"], timeout=10)
     tab.page.evaluate("""() => window.dispatchEvent(
       new PageTransitionEvent('pageshow', {persisted: true}))""")
-    tab.page.wait_for_function("calltrack('number').then(n => n && n.number)")
+    tab.wait_until("calltrack('number').then(n => n && n.number)")
 
     releases = [u for u, _ in tab.posts if "/release?" in u]
     assert len(releases) == 1
