@@ -14,7 +14,6 @@ Run ``python -m devstack.stack`` to keep a stack up until Ctrl-C.
 from __future__ import annotations
 
 import atexit
-import datetime as dt
 import json
 import os
 import shutil
@@ -137,10 +136,9 @@ class Stack:
     processes: list[Process] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
-    # Processes killed by the chaos tests, and when each push subscription was
-    # created: what ``restart`` needs to make held messages due again.
+    # Processes killed by the chaos tests, whose held messages ``restart``
+    # makes due again.
     _killed: set = field(default_factory=set, repr=False)
-    _subscribed_at: dict = field(default_factory=dict, repr=False)
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -416,30 +414,28 @@ class Stack:
             self.create_topics()
         trigger = manifest()["functions"].get(name, {}).get("trigger")
         if name in self._killed and trigger == "pubsub":
-            # Seeking to any later time would mark the messages published
-            # before it as acked, and a message published a few seconds before
-            # the kill may still have been waiting for its push (measured: one
-            # call of 18 lost with the kill time less 1 s).
-            self._seek(name, self._subscribed_at[name])
+            self._redeliver(name)
         self._killed.discard(name)
 
-    def _seek(self, subscription: str, when: dt.datetime) -> None:
-        """Mark a subscription's messages published before ``when`` acked, and
-        make every message it still holds from then on due at once.
+    def _redeliver(self, subscription: str) -> None:
+        """Make every message a subscription still holds due at once.
 
         Note: after a burst of failed pushes to a dead endpoint the Pub/Sub
         emulator stops pushing the messages that were in flight: measured, 8
         of 18 never came back within 400 s and none reached the dead-letter
-        topic. Production Pub/Sub redelivers them by the retry policy. The
-        seek stands in for that (and is the operator's own recovery step,
-        ``gcloud pubsub subscriptions seek``); acked messages stay acked, as
-        the subscriptions keep none.
+        topic. Production Pub/Sub redelivers them by the retry policy. A seek
+        stands in for that (and is the operator's own recovery step,
+        ``gcloud pubsub subscriptions seek``). It marks every message
+        published before its time as acked, so it goes back to the epoch: a
+        message published seconds before the kill may still be waiting for
+        its push (measured: one call of 18 lost when the seek went to the kill
+        less 1 s). Acked messages stay acked, as the subscriptions keep none.
         """
         status = _request(
             "POST",
             f"http://{self.pubsub_host}/v1/projects/{PROJECT}/subscriptions/"
             f"{subscription}:seek",
-            {"time": when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")},
+            {"time": "1970-01-01T00:00:00Z"},
         )
         if status != 200:
             msg = f"Seeking subscription {subscription} answered {status}."
@@ -473,7 +469,6 @@ class Stack:
                 continue
             topic = fn["topic"]
             topic_path = f"projects/{PROJECT}/topics/{topic}"
-            self._subscribed_at[name] = dt.datetime.now(dt.UTC)
             _request(
                 "PUT",
                 f"{base}/subscriptions/{name}",

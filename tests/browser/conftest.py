@@ -5,7 +5,6 @@ that record what the page sent and printed."""
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from tests.browser.harness import (
     page,
     snippet_tag,
 )
+from tests.conftest import wait_for
 
 
 @pytest.fixture(scope="session")
@@ -150,15 +150,7 @@ class Tab:
         truthy, so it cannot wait on the snippet's promise API; ``evaluate``
         awaits the promise.
         """
-        deadline = time.monotonic() + timeout
-        while not self.page.evaluate(expression):
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{expression} stayed falsy for {timeout} s; "
-                    f"console {self.console}, errors {self.errors}, "
-                    f"posts {self.posts}"
-                )
-            self.page.wait_for_timeout(50)
+        wait_for(lambda: self.page.evaluate(expression), timeout, interval=0.05)
 
     def problems(self) -> list[str]:
         """Uncaught errors and console errors or warnings the page printed."""
