@@ -126,7 +126,7 @@ def warehouse_bench() -> None:
     ).start()
     try:
         client = stack.bigquery()
-        dataset = clients.table_id("x").rsplit(".", 1)[0]
+        dataset = clients.dataset_id()
         rows = _rows(random.Random(11))
         for table, items in rows.items():
             for i in range(0, len(items), 500):

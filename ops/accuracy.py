@@ -21,7 +21,7 @@ import math
 import sys
 from pathlib import Path
 
-from shared import clients, warehouse
+from shared import queries, warehouse
 from shared.errors import NotFound
 from simulator import run
 from simulator.report import write_accuracy_report
@@ -74,17 +74,6 @@ def _report(args) -> int:
     return 0
 
 
-def _query(sql: str, site_id: str) -> list[dict]:
-    from google.cloud import bigquery
-
-    dataset = clients.table_id("x").rsplit(".", 1)[0]
-    config = bigquery.QueryJobConfig(
-        query_parameters=[bigquery.ScalarQueryParameter("site", "STRING", site_id)]
-    )
-    job = clients.bigquery().query(sql.replace("{dataset}", dataset), config)
-    return [dict(row) for row in job.result()]
-
-
 SHAPE_SQL = f"""
 SELECT
   COUNT(*) AS sessions,
@@ -110,8 +99,10 @@ def observed(site_id: str) -> dict:
     """The site's peak, daily visits, hourly curve and median hold length."""
     # The view's own SQL, so this works before (or without) the view deployed.
     sizing = (warehouse.VIEWS_DIR / "pool_sizing.sql").read_text()
-    peak = _query(f"SELECT * FROM ({sizing}\n) WHERE site_id = @site", site_id)
-    hours = _query(SHAPE_SQL, site_id)
+    peak = queries.rows(
+        f"SELECT * FROM ({sizing}\n) WHERE site_id = @site", site=site_id
+    )
+    hours = queries.rows(SHAPE_SQL, site=site_id)
     if not peak or not hours:
         msg = f"Expected holds and sessions of site {site_id} in the last {DAYS} days."
         raise NotFound(msg, code="no_traffic")
@@ -120,7 +111,9 @@ def observed(site_id: str) -> dict:
     for row in hours:
         hourly[int(row["hour"])] = float(row["sessions"])
     days = max(int(row["days"]) for row in hours)
-    lengths = sorted(row["seconds"] for row in _query(LENGTH_SQL, site_id))
+    lengths = sorted(
+        row["seconds"] for row in queries.rows(LENGTH_SQL, site=site_id)
+    )
     return {
         "peak_concurrent": int(peak[0]["peak_concurrent"]),
         "seed_rule": (peak[0]["seed_rule_low"], peak[0]["seed_rule_high"]),

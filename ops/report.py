@@ -17,7 +17,7 @@ import html
 import json
 from pathlib import Path
 
-from shared import clients, quality
+from shared import clients, quality, queries
 
 MODELS = ("first_touch", "last_touch", "last_non_direct", "position_based")
 MODEL_NAMES = {
@@ -53,20 +53,8 @@ def esc(value) -> str:
 
 
 def _query(sql: str, site_id: str | None, **params) -> list[dict]:
-    from google.cloud import bigquery as bq
-
-    dataset = clients.table_id("x").rsplit(".", 1)[0]
-    kinds = {str: "STRING", dt.date: "DATE"}
-    values = {"site": site_id or "", **params}
-    config = bq.QueryJobConfig(
-        query_parameters=[
-            bq.ScalarQueryParameter(k, kinds[type(v)], v) for k, v in values.items()
-        ]
-    )
-    sql = sql.replace("{dataset}", dataset).replace(
-        "{site}", "(@site = '' OR site_id = @site)"
-    )
-    return [dict(r) for r in clients.bigquery().query(sql, job_config=config).result()]
+    sql = sql.replace("{site}", "(@site = '' OR site_id = @site)")
+    return queries.rows(sql, site=site_id or "", **params)
 
 
 def _table(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from shared import clients, warehouse
+from shared import queries, warehouse
 from shared.errors import BadRequest, NotFound
 from shared.sites import SITE_ID
 
@@ -29,20 +29,6 @@ def _site(value: str) -> str:
     return value
 
 
-def _query(sql: str, **params) -> list[dict]:
-    from google.cloud import bigquery as bq
-
-    kinds = {str: "STRING", dt.date: "DATE"}
-    config = bq.QueryJobConfig(
-        query_parameters=[
-            bq.ScalarQueryParameter(k, kinds[type(v)], v) for k, v in params.items()
-        ]
-    )
-    dataset = clients.table_id("x").rsplit(".", 1)[0]
-    sql = sql.replace("{dataset}", dataset)
-    return [dict(r) for r in clients.bigquery().query(sql, job_config=config).result()]
-
-
 def record_verdict(
     site_id: str, call_id: str, verdict: str, reviewer: str | None, now: dt.datetime
 ) -> dict:
@@ -50,7 +36,7 @@ def record_verdict(
         raise BadRequest(
             f"Expected a verdict in {VERDICTS}, found {verdict!r}.", code="field"
         )
-    found = _query(
+    found = queries.rows(
         "SELECT call_id FROM `{dataset}.calls` WHERE site_id = @site"
         " AND call_id = @call LIMIT 1",
         site=site_id,
@@ -80,7 +66,7 @@ def _sample(args) -> int:
     if args.week:
         where += " AND week = DATE_TRUNC(@week, ISOWEEK)"
         params["week"] = dt.date.fromisoformat(args.week)
-    rows = _query(
+    rows = queries.rows(
         f"SELECT * FROM `{{dataset}}.call_sample` WHERE {where}"
         " ORDER BY week DESC, source, medium, campaign, started_at",
         **params,

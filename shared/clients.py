@@ -50,6 +50,10 @@ def topic_path(topic: str) -> str:
     return f"projects/{settings.get().project}/topics/{topic}"
 
 
-def table_id(table: str) -> str:
+def dataset_id() -> str:
     conf = settings.get()
-    return f"{conf.project}.{conf.dataset}.{table}"
+    return f"{conf.project}.{conf.dataset}"
+
+
+def table_id(table: str) -> str:
+    return f"{dataset_id()}.{table}"

@@ -153,7 +153,7 @@ def load(rows: list[dict], client=None, dataset: str | None = None) -> int:
     from google.api_core import exceptions
 
     client = client or clients.bigquery()
-    dataset = dataset or clients.table_id("x").rsplit(".", 1)[0]
+    dataset = dataset or clients.dataset_id()
     body = [warehouse.conform("ad_costs", row) for row in rows]
     try:
         client.load_table_from_json(body, f"{dataset}.ad_costs").result()

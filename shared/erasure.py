@@ -26,7 +26,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from shared import clients, phones
+from shared import clients, phones, queries
 from shared.crm import store as crm_store
 from shared.errors import BadRequest
 from shared.stitch_store import CALLERS, LEDGER, caller_key
@@ -110,28 +110,15 @@ def erase_caller(hashed: str, fs=None, bq=None) -> Erasure:
     return result
 
 
-def _query(bq, sql: str, **params):
-    from google.cloud import bigquery
-
-    values = [
-        bigquery.ArrayQueryParameter(k, "STRING", v) if isinstance(v, list)
-        else bigquery.ScalarQueryParameter(k, "STRING", v)
-        for k, v in params.items()
-    ]
-    dataset = clients.table_id("x").rsplit(".", 1)[0]
-    config = bigquery.QueryJobConfig(query_parameters=values)
-    return bq.query(sql.replace("{dataset}", dataset), job_config=config)
-
-
 def _calls_of(bq, hashed: str) -> tuple[list[str], set[str]]:
-    rows = _query(
-        bq,
+    rows = queries.rows(
         "SELECT DISTINCT call_id, site_id FROM `{dataset}.calls` "
         "WHERE caller_hash = @hash UNION DISTINCT "
         "SELECT DISTINCT call_id, site_id FROM `{dataset}.leads` "
         "WHERE caller_hash = @hash",
+        client=bq,
         hash=hashed,
-    ).result()
+    )
     pairs = [(row["call_id"], row["site_id"]) for row in rows]
     return sorted({c for c, _ in pairs if c}), {s for _, s in pairs if s}
 
@@ -140,8 +127,9 @@ def _delete(bq, result: Erasure, table: str, where: str, **params) -> None:
     from google.api_core import exceptions
 
     try:
-        job = _query(bq, f"DELETE FROM `{{dataset}}.{table}` WHERE {where}",
-                     **params)
+        job = queries.job(
+            f"DELETE FROM `{{dataset}}.{table}` WHERE {where}", client=bq, **params
+        )
         job.result()
     except exceptions.BadRequest as exc:
         if "streaming buffer" not in str(exc):

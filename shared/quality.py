@@ -17,7 +17,7 @@ import datetime as dt
 import logging
 from pathlib import Path
 
-from shared import clients
+from shared import clients, queries
 from shared.errors import BadRequest, PermanentError, TransientError
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ _SCOPE = ("source", "medium", "campaign")
 
 
 def _dataset(dataset: str | None) -> str:
-    return dataset or clients.table_id("x").rsplit(".", 1)[0]
+    return dataset or clients.dataset_id()
 
 
 def checks_sql(dataset: str) -> str:
@@ -72,14 +72,10 @@ def merge_sql(dataset: str) -> str:
 
 def _query(client, sql: str, day: dt.date, site_id: str | None = None) -> list[dict]:
     from google.api_core import exceptions
-    from google.cloud import bigquery as bq
 
-    params = [bq.ScalarQueryParameter("day", "DATE", day)]
-    if site_id is not None:
-        params.append(bq.ScalarQueryParameter("site_id", "STRING", site_id))
-    config = bq.QueryJobConfig(query_parameters=params)
+    params = {"day": day} if site_id is None else {"day": day, "site_id": site_id}
     try:
-        return [dict(row) for row in client.query(sql, job_config=config).result()]
+        return queries.rows(sql, client=client, **params)
     except (exceptions.ServerError, exceptions.TooManyRequests, OSError) as exc:
         raise TransientError(f"BigQuery did not run the quality query: {exc}") from exc
     except exceptions.GoogleAPICallError as exc:

@@ -34,7 +34,7 @@ from urllib.parse import quote_plus, urljoin, urlsplit
 
 import requests
 
-from shared import clients
+from shared import queries
 from shared.errors import CallTrackError, Forbidden, NotFound
 from shared.errors import TransientError, Unauthorized
 from shared.providers import mango, zadarma
@@ -348,19 +348,14 @@ def _refusal(provider: str, status: int) -> TransientError:
 def find(site_id: str, call_id: str) -> tuple[str, str]:
     """The provider and the latest recording reference of a stitched call."""
     from google.api_core import exceptions
-    from google.cloud import bigquery
 
     sql = (
-        f"SELECT provider, recording_ref FROM `{clients.table_id('calls')}` "
+        "SELECT provider, recording_ref FROM `{dataset}.calls` "
         "WHERE site_id = @site AND call_id = @call AND recording_ref IS NOT NULL "
         "ORDER BY version DESC LIMIT 1"
     )
-    config = bigquery.QueryJobConfig(query_parameters=[
-        bigquery.ScalarQueryParameter("site", "STRING", site_id),
-        bigquery.ScalarQueryParameter("call", "STRING", call_id),
-    ])
     try:
-        rows = list(clients.bigquery().query(sql, job_config=config).result())
+        rows = queries.rows(sql, site=site_id, call=call_id)
     except (exceptions.GoogleAPICallError, OSError) as exc:
         raise TransientError(f"BigQuery did not answer: {exc}") from exc
     if not rows:

@@ -53,7 +53,7 @@ def ensure_tables(client=None, dataset: str | None = None) -> list[str]:
     from google.cloud import bigquery as bq
 
     client = client or clients.bigquery()
-    dataset = dataset or clients.table_id("x").rsplit(".", 1)[0]
+    dataset = dataset or clients.dataset_id()
     client.create_dataset(dataset, exists_ok=True)
 
     created = []
@@ -89,14 +89,10 @@ def view_sql(name: str, dataset: str) -> str:
 
 def _view_order(names: list[str]) -> list[str]:
     """Views ordered so that a view comes after the views it reads."""
+    texts = {name: (VIEWS_DIR / f"{name}.sql").read_text() for name in names}
     reads = {
-        name: {
-            other
-            for other in names
-            if other != name
-            and f"{{dataset}}.{other}`" in (VIEWS_DIR / f"{name}.sql").read_text()
-        }
-        for name in names
+        name: {o for o in names if o != name and f"{{dataset}}.{o}`" in text}
+        for name, text in texts.items()
     }
     ordered: list[str] = []
     while len(ordered) < len(names):
@@ -114,7 +110,7 @@ def ensure_views(client=None, dataset: str | None = None) -> list[str]:
     from google.cloud import bigquery as bq
 
     client = client or clients.bigquery()
-    dataset = dataset or clients.table_id("x").rsplit(".", 1)[0]
+    dataset = dataset or clients.dataset_id()
     names = _view_order(view_names())
     for name in names:
         # The table API, not DDL: the writers' access check (tests/test_infra.py)

@@ -7,10 +7,9 @@ tests' rows never change the expected numbers.
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 
-from shared import warehouse
+from shared import queries, warehouse
 from shared.stitching import touch_record
 
 PROJECT = "calltrack-local"
@@ -38,16 +37,7 @@ def load(stack, dataset: str, table: str, rows: list[dict]) -> None:
 
 
 def query(stack, dataset: str, sql: str, **params) -> list[dict]:
-    from google.cloud import bigquery as bq
-
-    kinds = {str: "STRING", dt.date: "DATE", int: "INT64"}
-    config = bq.QueryJobConfig(
-        query_parameters=[
-            bq.ScalarQueryParameter(k, kinds[type(v)], v) for k, v in params.items()
-        ]
-    )
-    sql = sql.replace("{dataset}", dataset)
-    return [dict(r) for r in stack.bigquery().query(sql, job_config=config).result()]
+    return queries.rows(sql, client=stack.bigquery(), dataset=dataset, **params)
 
 
 def touch(

@@ -89,21 +89,10 @@ QUALIFY ROW_NUMBER() OVER (
 
 
 def bigquery_query(sql: str, params: dict) -> list[dict]:
-    """Run a query with named parameters (TIMESTAMPs, or STRING arrays)."""
-    from google.cloud import bigquery as bq
+    """Run a query with named parameters (the ``Query`` the loaders take)."""
+    from shared import queries
 
-    from shared import clients
-
-    qparams = [
-        bq.ArrayQueryParameter(name, "STRING", value)
-        if isinstance(value, list)
-        else bq.ScalarQueryParameter(name, "TIMESTAMP", value)
-        for name, value in params.items()
-    ]
-    job = clients.bigquery().query(
-        sql, job_config=bq.QueryJobConfig(query_parameters=qparams)
-    )
-    return [dict(row) for row in job.result()]
+    return queries.rows(sql, **params)
 
 
 def _at(value) -> dt.datetime | None:
