@@ -92,10 +92,19 @@ def busiest_stretch(visits, window=WINDOW, tail=TAIL):
     return chosen, best, dropped_visits, dropped_calls
 
 
+def site_extra() -> dict:
+    """The demo site's ``extra``: the GA4 fake's stream, its CRM and exports."""
+    from tests.fakes import ga4 as fake_ga4
+
+    return {
+        "ga4_measurement_id": fake_ga4.MEASUREMENT_ID,
+        **demo_downstream.site_extra(),
+    }
+
+
 def configure(stack: Stack) -> None:
     """The demo site with real timers and a 40-number pool (for ``--serve``)."""
     from shared import pool_admin
-    from tests.fakes import ga4 as fake_ga4
 
     client = stack.firestore()
     pool_admin.put_site(
@@ -107,8 +116,7 @@ def configure(stack: Stack) -> None:
             "display_format": "+7 (###) ###-##-##",
             "cooldown_s": 600,
             "overflow_policy": "share",
-            "extra": {"ga4_measurement_id": fake_ga4.MEASUREMENT_ID,
-                      **demo_downstream.site_extra()},
+            "extra": site_extra(),
         },
     )
     rows = [{"number": n} for n in POOL]
@@ -143,9 +151,10 @@ def warehouse_summary(stack: Stack, expected_sessions: int) -> dict:
 
 def table_counts(stack: Stack) -> dict[str, int]:
     """Rows in every table of the warehouse (schema files name the tables)."""
-    tables = sorted(p.stem for p in (ROOT / "shared/bigquery/tables").glob("*.json"))
+    from shared.warehouse import table_names
+
     counts = {}
-    for name in tables:
+    for name in table_names():
         rows = stack.query(f"select count(*) as n from `{{dataset}}.{name}`")
         counts[name] = rows[0]["n"]
     return counts
@@ -196,8 +205,7 @@ def replay_live(stack: Stack, day, pool: int) -> dict:
         f"{TAIL.seconds // 60} min after and {dropped_calls} calls hours later "
         "stay in memory)"
     )
-    overrides = {"extra": {"ga4_measurement_id": fake_ga4.MEASUREMENT_ID,
-                           **demo_downstream.site_extra()}}
+    overrides = {"extra": site_extra()}
     started = time.monotonic()
     live = run_live(
         stack, visits, pool, SCALE, overrides, progress=say, paid_calls_only=False

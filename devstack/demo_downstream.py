@@ -65,11 +65,16 @@ def _ops(*argv: str) -> tuple[int, str]:
     return code, out.getvalue()
 
 
-def _wait(predicate):
+def _wait(fetch, done=bool):
+    """``fetch()`` each second until ``done`` of it holds or WAIT_S pass.
+
+    Returns the last value either way: a demo that times out still reports
+    what did arrive.
+    """
     deadline = time.monotonic() + WAIT_S
     while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
+        value = fetch()
+        if done(value) or time.monotonic() > deadline:
             return value
         time.sleep(1)
 
@@ -80,8 +85,7 @@ def _leads(stack: Stack, calls: int, say) -> list[dict]:
         "select call_id, crm_lead_id, action from `{dataset}.leads` "
         f"where site_id = '{SITE}' order by call_id"
     )
-    _wait(lambda: len(stack.query(query)) >= calls)
-    rows = stack.query(query)
+    rows = _wait(lambda: stack.query(query), lambda rows: len(rows) >= calls)
     created = [r for r in rows if r["action"] == "created"]
     say(f"  CRM (fake Bitrix24): {len(rows)} of {calls} stitched calls sent, "
         f"{len(created)} new leads, {len(rows) - len(created)} noted on a "

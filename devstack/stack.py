@@ -26,6 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -198,23 +199,8 @@ class Stack:
             env={**os.environ, "HOME": str(BQ_HOME)},
         )
 
-        self._wait(
-            "firestore", lambda: _get(f"http://{self.firestore_host}/")[0] == 200
-        )
-        self._wait(
-            "pubsub",
-            lambda: (
-                _get(f"http://{self.pubsub_host}/v1/projects/{PROJECT}/topics")[0]
-                == 200
-            ),
-        )
-        self._wait(
-            "bigquery",
-            lambda: (
-                _get(f"{self.bigquery_url}/discovery/v1/apis/bigquery/v2/rest")[0]
-                == 200
-            ),
-        )
+        for name in ("firestore", "pubsub", "bigquery"):
+            self._wait(name, partial(self._ready, name))
         self._apply_env()
         self._create_tables()
 
@@ -360,6 +346,17 @@ class Stack:
             env=env,
         )
 
+    def _ready(self, name: str) -> bool:
+        """Whether ``name`` serves: an emulator's own probe, else a function's."""
+        probes = {
+            "firestore": f"http://{self.firestore_host}/",
+            "pubsub": f"http://{self.pubsub_host}/v1/projects/{PROJECT}/topics",
+            "bigquery": f"{self.bigquery_url}/discovery/v1/apis/bigquery/v2/rest",
+        }
+        if name in probes:
+            return _get(probes[name])[0] == 200
+        return self._function_up(name)
+
     def _function_up(self, name: str) -> bool:
         # Any HTTP answer means a server is serving (a 404/400 is fine here),
         # but it must be this function's own.
@@ -400,16 +397,7 @@ class Stack:
             self.kill(name)
         self.processes.remove(old)
         self._spawn(name, old.argv, env=old.env)
-        checks = {
-            "firestore": lambda: _get(f"http://{self.firestore_host}/")[0] == 200,
-            "pubsub": lambda: _get(
-                f"http://{self.pubsub_host}/v1/projects/{PROJECT}/topics"
-            )[0] == 200,
-            "bigquery": lambda: _get(
-                f"{self.bigquery_url}/discovery/v1/apis/bigquery/v2/rest"
-            )[0] == 200,
-        }
-        self._wait(name, checks.get(name, lambda: self._function_up(name)))
+        self._wait(name, partial(self._ready, name))
         if name == "pubsub":
             self.create_topics()
         trigger = manifest()["functions"].get(name, {}).get("trigger")

@@ -29,7 +29,6 @@ from __future__ import annotations
 import concurrent.futures
 import datetime as dt
 import hashlib
-import hmac
 import json
 import threading
 import time
@@ -39,6 +38,7 @@ import uuid
 from collections.abc import Callable
 
 from shared import pool_admin, settings
+from shared.providers import generic
 from shared.sites import site_from_doc
 from simulator import run
 from simulator.run import STATIC_NUMBER, Score, session_id
@@ -139,15 +139,13 @@ class _Http:
     def hook(self, body: dict) -> None:
         raw = json.dumps(body).encode()
         stamp = str(int(time.time()))
-        # The generic hook's documented recipe: HMAC-SHA256 of "stamp.body".
-        mac = hmac.new(self.secret.encode(), stamp.encode() + b"." + raw, "sha256")
         status, answer = self._post(
             f"{self.webhook_url}/generic/{self.site_id}",
             raw,
             {
                 "Content-Type": "application/json",
-                "X-Calltrack-Timestamp": stamp,
-                "X-Calltrack-Signature": "sha256=" + mac.hexdigest(),
+                generic.TIMESTAMP_HEADER: stamp,
+                generic.SIGNATURE_HEADER: generic.sign(self.secret, stamp, raw),
             },
         )
         if status >= 300:

@@ -21,9 +21,6 @@ from shared.utm._values import (
 
 # An ad link without these cannot be attributed to a campaign.
 REQUIRED_FIELDS = ("utm_source", "utm_medium", "utm_campaign")
-# Problems the link builder fixes by normalising its input, so that a part
-# typed as "Москва" gives "msk": reported as warnings there, not errors.
-FIXED_BY_BUILDER = FIXED_BY_NORMALISING
 
 
 def _split_url(url: str) -> tuple[str, str, str, str, str] | None:
@@ -52,16 +49,22 @@ def _query_pairs(query: str) -> list[tuple[str, str, str]]:
     return pairs
 
 
-def validate_url(url: str, dictionary: Dictionary | None = None) -> list[Finding]:
-    """Every finding about the UTM parameters of one ad link."""
+def _inspect(
+    url: str, dictionary: Dictionary | None
+) -> tuple[list[Finding], str | None]:
+    """The findings about one ad link and the link in normal form (None if
+    ``url`` is not a URL): ``validate_url`` and ``normalise_url`` at once,
+    so a link checked for ``utm_check`` is split and its values checked once.
+    """
     dictionary = dictionary or default_dictionary()
     parts = _split_url(url)
     if parts is None:
-        return [_bad_url(url)]
+        return [_bad_url(url)], None
 
+    scheme, netloc, path, query, fragment = parts
     findings: list[Finding] = []
     values: dict[str, str] = {}
-    for name, value, written in _query_pairs(parts[3]):
+    for name, value, written in _query_pairs(query):
         field = name.lower()
         if not field.startswith("utm_"):
             continue
@@ -97,8 +100,24 @@ def validate_url(url: str, dictionary: Dictionary | None = None) -> list[Finding
             msg = f"Expected {field} in every ad link, found none."
             findings.append(Finding("missing", field, None, msg))
 
-    _, value_findings = check_values(values, dictionary)
-    return findings + value_findings
+    normal, value_findings = check_values(values, dictionary)
+
+    kept, seen = [], set()
+    for chunk in filter(None, query.split("&")):
+        field = unquote_plus(chunk.partition("=")[0]).lower()
+        if field not in UTM_FIELDS:
+            kept.append(chunk)
+        elif field not in seen:
+            seen.add(field)
+            if normal[field]:
+                kept.append(f"{field}={normal[field]}")
+    link = urlunsplit((scheme, netloc, path or "/", "&".join(kept), fragment))
+    return findings + value_findings, link
+
+
+def validate_url(url: str, dictionary: Dictionary | None = None) -> list[Finding]:
+    """Every finding about the UTM parameters of one ad link."""
+    return _inspect(url, dictionary)[0]
 
 
 def normalise_url(url: str, dictionary: Dictionary | None = None) -> str | None:
@@ -110,29 +129,7 @@ def normalise_url(url: str, dictionary: Dictionary | None = None) -> str | None:
     fragment stay as written. What normalising cannot fix, such as a missing
     campaign or an unlisted medium, is left for the findings to say.
     """
-    parts = _split_url(url)
-    if parts is None:
-        return None
-
-    scheme, netloc, path, query, fragment = parts
-    chunks = [chunk for chunk in query.split("&") if chunk]
-    values: dict[str, str] = {}
-    for name, value, _ in _query_pairs(query):
-        field = name.lower()
-        if field in UTM_FIELDS and field not in values:
-            values[field] = value
-    normal, _ = check_values(values, dictionary or default_dictionary())
-
-    kept, seen = [], set()
-    for chunk in chunks:
-        field = unquote_plus(chunk.partition("=")[0]).lower()
-        if field not in UTM_FIELDS:
-            kept.append(chunk)
-        elif field not in seen:
-            seen.add(field)
-            if normal[field]:
-                kept.append(f"{field}={normal[field]}")
-    return urlunsplit((scheme, netloc, path or "/", "&".join(kept), fragment))
+    return _inspect(url, dictionary)[1]
 
 
 def compose_link(
@@ -177,8 +174,10 @@ def compose_link(
         "utm_term": term or spec.template.get("utm_term"),
     }
     normal, checked = check_values(raw, dictionary)
+    # The builder fixes these by normalising its input, so that a part typed
+    # as "Москва" gives "msk": warnings here, not errors.
     findings = [
-        replace(f, severity=WARNING) if f.code in FIXED_BY_BUILDER else f
+        replace(f, severity=WARNING) if f.code in FIXED_BY_NORMALISING else f
         for f in checked
     ]
 

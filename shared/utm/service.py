@@ -13,7 +13,7 @@ from typing import Any
 from shared.errors import BadRequest
 from shared.touches import text_field
 from shared.utm._dictionary import Dictionary
-from shared.utm._links import compose_link, normalise_url, validate_url
+from shared.utm._links import _inspect, compose_link
 from shared.utm._values import ERROR, UTM_FIELDS, Finding, normalise_touch_utm
 
 # A spreadsheet of one campaign launch fits; more is split by the caller. One
@@ -73,14 +73,8 @@ def check_links(body: Mapping[str, Any], dictionary: Dictionary) -> dict[str, An
     for index, url in enumerate(urls):
         name = "url" if "url" in body else f"urls[{index}]"
         url = _text({name: url}, name, MAX_URL_CHARS, required=True)
-        findings = validate_url(url, dictionary)
-        results.append(
-            {
-                "url": url,
-                **_counts(findings),
-                "normalised_url": normalise_url(url, dictionary),
-            }
-        )
+        findings, normalised = _inspect(url, dictionary)
+        results.append({"url": url, **_counts(findings), "normalised_url": normalised})
     return {
         "ok": all(r["ok"] for r in results),
         "links": len(results),
