@@ -22,6 +22,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from shared import touches
 from shared.errors import ConfigError, PermanentError, TransientError
 
 logger = logging.getLogger(__name__)
@@ -82,30 +83,10 @@ def _value(value):
     return value
 
 
-def _credited(stitched: dict) -> dict:
-    """source, medium, campaign, content, term of the touch to credit.
-
-    A direct return credits the last non-direct touch, as GA4's own last
-    non-direct click model does for the visit.
-    """
-    touch = stitched.get("last_non_direct_touch") or {}
-    if stitched.get("direct_return") and touch:
-        return {
-            "source": touch.get("source"),
-            "medium": touch.get("medium"),
-            "campaign": touch.get("utm_campaign"),
-            "content": touch.get("utm_content"),
-            "term": touch.get("utm_term"),
-        }
-    return {key: stitched.get(key)
-            for key in ("source", "medium", "campaign", "content", "term")}
-
-
 def _recording_url(ref) -> str | None:
-    # A provider's recording id is no URL, and a cut URL is a broken one.
-    if not isinstance(ref, str) or not ref.startswith(("https://", "http://")):
-        return None
-    return ref if len(ref) <= MAX_VALUE_CHARS else None
+    # A cut URL is a broken one, so a long one is left out, not shortened.
+    url = touches.recording_url(ref)
+    return url if url is not None and len(url) <= MAX_VALUE_CHARS else None
 
 
 def _parse_time(text: str) -> dt.datetime:
@@ -129,7 +110,7 @@ def build(stitched: dict, now: dt.datetime) -> dict | Skip:
         return Skip("too_old", detail)
 
     params = {
-        **_credited(stitched),
+        **touches.credited_touch(stitched),
         "session_id": session_id(ids.get("ga_session_id")),
         "engagement_time_msec": ENGAGEMENT_TIME_MSEC,
         "call_status": stitched.get("status"),

@@ -3,6 +3,8 @@
 A touch is one arrival: its UTM set, click ids, referrer, landing page and time.
 A touch is *direct* when it has no UTM, no click id and no referrer from another
 site. Visitors keep three: the first, the last, and the last non-direct one.
+What a stitched call credits (``credited_touch``) and links (``recording_url``)
+lives here too, so the CRM lead and the GA4 event cannot drift apart.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from shared.errors import BadRequest
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
 CLICK_IDS = ("gclid", "gbraid", "wbraid", "yclid", "fbclid")
 TOUCH_KEYS = UTM_KEYS + CLICK_IDS + ("referrer", "landing_page", "at")
+# What a stitched call is credited to, as its body (and a lead) names it.
+CREDIT_PARTS = ("source", "medium", "campaign", "content", "term")
 
 # Longer values than these are not URLs or tags anyone writes; they are abuse.
 MAX_URL_CHARS = 2048
@@ -93,6 +97,32 @@ def channel(touch: dict | None) -> tuple[str, str]:
                 return name, "organic"
         return ref_host, "referral"
     return "(direct)", "(none)"
+
+
+def touch_part(touch: dict | None, part: str):
+    """One of ``CREDIT_PARTS`` of a touch: a touch stores the campaign, content
+    and term under their UTM names."""
+    touch = touch or {}
+    if part in ("source", "medium"):
+        return touch.get(part)
+    return touch.get(f"utm_{part}")
+
+
+def credited_touch(stitched: dict) -> dict:
+    """``CREDIT_PARTS`` of the touch a stitched call credits: a direct return
+    credits the visitor's last non-direct touch, as GA4's last non-direct
+    click model does, so the CRM and GA4 name the same source."""
+    earlier = stitched.get("last_non_direct_touch") or {}
+    if stitched.get("direct_return") and earlier:
+        return {part: touch_part(earlier, part) for part in CREDIT_PARTS}
+    return {part: stitched.get(part) for part in CREDIT_PARTS}
+
+
+def recording_url(ref) -> str | None:
+    # A provider's recording id is no link anyone can open.
+    if isinstance(ref, str) and ref.startswith(("https://", "http://")):
+        return ref
+    return None
 
 
 def text_field(value, key: str, limit: int) -> str | None:

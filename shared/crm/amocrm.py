@@ -20,9 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from shared.crm.base import Deal, Lead, NotesOnLead, Save, money
-from shared.crm.config import CrmConfig
-from shared.crm.http import Http
+from shared.crm.base import Adapter, Deal, Lead, NotesOnLead, Save, closed, money
 from shared.errors import BadRequest, Forbidden, Unauthorized
 from shared.providers.base import WebhookRequest, form_pairs, same
 
@@ -37,13 +35,9 @@ def _number(value):
     return int(text) if text.isdigit() else value
 
 
-class AmoCrm(NotesOnLead):
+class AmoCrm(Adapter, NotesOnLead):
     name = "amocrm"
     repeat_action = REPEAT_ACTION
-
-    def __init__(self, cfg: CrmConfig, http: Http | None = None) -> None:
-        self.cfg = cfg
-        self.http = http or Http(self.name)
 
     def _url(self, path: str) -> str:
         return f"{self.cfg.base_url}{path}"
@@ -108,10 +102,8 @@ class AmoCrm(NotesOnLead):
             if first.get("contact_id"):
                 state["contact_id"] = str(first["contact_id"])
             save(state)
-        if not state.get("noted"):
-            self._note(state["crm_lead_id"], lead.summary)
-            state["noted"] = True
-            save(state)
+        # The summary note is a repeat call's note: one "noted" mark covers both.
+        self.add_call(state["crm_lead_id"], lead, state, save)
 
     def _note(self, lead_id: str, text: str) -> None:
         self.http.call(
@@ -143,14 +135,14 @@ class AmoCrm(NotesOnLead):
         found = self._get_lead(lead_id)
         if not found:
             return False
-        status = str(found.get("status_id"))
-        return status not in (WON, LOST, *self.cfg.won_stages, *self.cfg.lost_stages)
+        return not any(closed(str(found.get("status_id")), WON, LOST, self.cfg))
 
     def fetch_deal(self, deal_id: str) -> Deal | None:
         found = self._get_lead(deal_id)
         if not found:
             return None
         status = str(found.get("status_id"))
+        won, lost = closed(status, WON, LOST, self.cfg)
         updated = found.get("updated_at")
         changed = (
             dt.datetime.fromtimestamp(updated, dt.UTC)
@@ -161,8 +153,8 @@ class AmoCrm(NotesOnLead):
             deal_id=str(found["id"]),
             lead_id=str(found["id"]),
             stage=status,
-            won=status == WON or status in self.cfg.won_stages,
-            lost=status == LOST or status in self.cfg.lost_stages,
+            won=won,
+            lost=lost,
             revenue=money(found.get("price")),
             currency=self.cfg.currency,
             changed_at=changed,

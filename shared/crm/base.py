@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from shared.crm import content
+from shared.crm.config import CrmConfig
+from shared.crm.http import Http
 
 Save = Callable[[dict], None]
 
@@ -73,6 +75,26 @@ def money(value) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+def closed(stage: str | None, won: str, lost: str, cfg: CrmConfig) -> tuple[bool, bool]:
+    """(won, lost) of a stage: the CRM's own closing stage or one of the site's
+    ``won_stages``/``lost_stages`` (pipelines with stages of their own)."""
+    return (
+        stage == won or stage in cfg.won_stages,
+        stage == lost or stage in cfg.lost_stages,
+    )
+
+
+class Adapter:
+    """The settings and HTTP every adapter starts from; ``name`` is the CRM's,
+    as its errors name it."""
+
+    name: str
+
+    def __init__(self, cfg: CrmConfig, http: Http | None = None) -> None:
+        self.cfg = cfg
+        self.http = http or Http(self.name)
 
 
 class NotesOnLead:

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from shared.crm.base import Deal, Lead, NotesOnLead, Save, money
-from shared.crm.config import CrmConfig
-from shared.crm.http import Http
+from shared.crm.base import Adapter, Deal, Lead, NotesOnLead, Save, money
 from shared.errors import BadRequest, PermanentError, Unauthorized
 from shared.providers.base import WebhookRequest, form_pairs, same
 
@@ -39,13 +37,9 @@ UTM = (
 )
 
 
-class Bitrix24(NotesOnLead):
+class Bitrix24(Adapter, NotesOnLead):
     name = "bitrix24"
     repeat_action = REPEAT_ACTION
-
-    def __init__(self, cfg: CrmConfig, http: Http | None = None) -> None:
-        self.cfg = cfg
-        self.http = http or Http(self.name)
 
     def _method(self, method: str, form: list[tuple[str, str]], what: str):
         base = self.cfg.secret("bitrix24_webhook_url").rstrip("/")
@@ -97,26 +91,24 @@ class Bitrix24(NotesOnLead):
             "comment",
         )
 
-    def is_open(self, lead_id: str) -> bool:
+    def _lookup(self, method: str, item_id: str, what: str):
+        """The ``result`` of a ``crm.*.get``; None when the item is gone."""
         try:
-            found = self._method("crm.lead.get", [("id", lead_id)], "lead lookup")
+            return self._method(method, [("id", item_id)], what)
         except PermanentError as exc:
-            # Bitrix24 answers a deleted lead with a 400 "Not found".
-            if exc.code == "crm_refused":
-                return False
-            raise
-        return isinstance(found, dict) and found.get("STATUS_SEMANTIC_ID") == "P"
-
-    def fetch_deal(self, deal_id: str) -> Deal | None:
-        try:
-            found = self._method("crm.deal.get", [("id", deal_id)], "deal lookup")
-        except PermanentError as exc:
-            # Bitrix24 answers a deleted (or never created) deal with a 400
-            # "Not found": the deal is gone, which the webhook acknowledges as
-            # ignored; a 500 would have Bitrix24 retry it forever.
+            # Bitrix24 answers a deleted (or never created) item with a 400
+            # "Not found". A gone deal is acknowledged as ignored by the
+            # webhook; a 500 would have Bitrix24 retry it forever.
             if exc.code == "crm_refused":
                 return None
             raise
+
+    def is_open(self, lead_id: str) -> bool:
+        found = self._lookup("crm.lead.get", lead_id, "lead lookup")
+        return isinstance(found, dict) and found.get("STATUS_SEMANTIC_ID") == "P"
+
+    def fetch_deal(self, deal_id: str) -> Deal | None:
+        found = self._lookup("crm.deal.get", deal_id, "deal lookup")
         if not isinstance(found, dict) or not found.get("ID"):
             return None
         semantic = found.get("STAGE_SEMANTIC_ID")

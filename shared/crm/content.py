@@ -48,23 +48,10 @@ FIELDS = {
     "visitor_id": "Product visitor id",
     "session_id": "Product session id",
 }
-UTM_PARTS = ("source", "medium", "campaign", "content", "term")
-
-
-def credited_touch(stitched: dict) -> dict:
-    """source .. term of the touch to credit: a direct return credits the
-    visitor's last non-direct touch, as GA4's last non-direct click does."""
-    earlier = stitched.get("last_non_direct_touch") or {}
-    if stitched.get("direct_return") and earlier:
-        return {part: _touch_part(earlier, part) for part in UTM_PARTS}
-    return {part: stitched.get(part) for part in UTM_PARTS}
-
-
-def _touch_part(touch: dict | None, part: str):
-    touch = touch or {}
-    if part in ("source", "medium"):
-        return touch.get(part)
-    return touch.get(f"utm_{part}")
+UTM_PARTS = touches.CREDIT_PARTS
+# Shared with GA4's event, which must credit the same touch.
+credited_touch = touches.credited_touch
+recording_url = touches.recording_url
 
 
 def lead_fields(stitched: dict) -> dict:
@@ -88,17 +75,10 @@ def lead_fields(stitched: dict) -> dict:
     }
     for prefix, key in (("first", "first_touch"), ("last", "last_touch")):
         for part in UTM_PARTS:
-            values[f"{prefix}_{part}"] = _touch_part(stitched.get(key), part)
+            values[f"{prefix}_{part}"] = touches.touch_part(stitched.get(key), part)
     for name in touches.CLICK_IDS:
         values[name] = clicks.get(name)
     return {k: v for k, v in values.items() if v is not None and v != ""}
-
-
-def recording_url(ref) -> str | None:
-    # A provider's recording id is no link a manager can open.
-    if isinstance(ref, str) and ref.startswith(("https://", "http://")):
-        return ref
-    return None
 
 
 def title(stitched: dict) -> str:
@@ -110,7 +90,7 @@ def title(stitched: dict) -> str:
 
 
 def _touch_line(label: str, touch: dict | None) -> str | None:
-    parts = [_touch_part(touch, part) for part in UTM_PARTS]
+    parts = [touches.touch_part(touch, part) for part in UTM_PARTS]
     if not any(parts):
         return None
     return f"{label}: " + " / ".join(p or "-" for p in parts)

@@ -26,9 +26,7 @@ import datetime as dt
 import json
 import time
 
-from shared.crm.base import Deal, Lead, Save, money
-from shared.crm.config import CrmConfig
-from shared.crm.http import Http
+from shared.crm.base import Adapter, Deal, Lead, Save, money
 from shared.errors import BadRequest
 from shared.providers import generic
 from shared.providers.base import ProviderSecrets, WebhookRequest
@@ -54,13 +52,9 @@ def _flag(data: dict, name: str) -> bool:
     return value
 
 
-class GenericWebhook:
+class GenericWebhook(Adapter):
     name = "webhook"
     repeat_action = REPEAT_ACTION
-
-    def __init__(self, cfg: CrmConfig, http: Http | None = None) -> None:
-        self.cfg = cfg
-        self.http = http or Http(self.name)
 
     def _post(self, body: dict, key: str, what: str):
         raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()

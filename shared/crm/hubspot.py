@@ -26,7 +26,7 @@ import hashlib
 import hmac
 from urllib.parse import unquote
 
-from shared.crm.base import Deal, Lead, NotesOnLead, Save, money
+from shared.crm.base import Adapter, Deal, Lead, NotesOnLead, Save, closed, money
 from shared.crm.config import CrmConfig
 from shared.crm.http import Http
 from shared.errors import BadRequest, Forbidden, Unauthorized
@@ -77,14 +77,13 @@ def _association(to_id: str, type_id: int) -> dict:
     }
 
 
-class HubSpot(NotesOnLead):
+class HubSpot(Adapter, NotesOnLead):
     name = "hubspot"
     repeat_action = REPEAT_ACTION
 
     def __init__(self, cfg: CrmConfig, endpoint: str, http: Http | None = None) -> None:
-        self.cfg = cfg
+        super().__init__(cfg, http)
         self.endpoint = endpoint.rstrip("/")
-        self.http = http or Http(self.name)
 
     def _call(self, method: str, path: str, what: str, body=None, **kw):
         headers = {"Authorization": f"Bearer {self.cfg.secret('hubspot_token')}"}
@@ -155,24 +154,19 @@ class HubSpot(NotesOnLead):
             ok_missing=True,
         )
 
-    def _closed(self, stage: str | None) -> tuple[bool, bool]:
-        return (
-            stage == WON or stage in self.cfg.won_stages,
-            stage == LOST or stage in self.cfg.lost_stages,
-        )
-
     def is_open(self, lead_id: str) -> bool:
         found = self._deal(lead_id)
         if not found:
             return False
-        return not any(self._closed((found.get("properties") or {}).get("dealstage")))
+        stage = (found.get("properties") or {}).get("dealstage")
+        return not any(closed(stage, WON, LOST, self.cfg))
 
     def fetch_deal(self, deal_id: str) -> Deal | None:
         found = self._deal(deal_id)
         if not found:
             return None
         props = found.get("properties") or {}
-        won, lost = self._closed(props.get("dealstage"))
+        won, lost = closed(props.get("dealstage"), WON, LOST, self.cfg)
         try:
             changed = dt.datetime.fromisoformat(
                 props.get("hs_lastmodifieddate") or found.get("updatedAt") or ""
