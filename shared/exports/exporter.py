@@ -19,13 +19,11 @@ The ledger is two things:
 
 from __future__ import annotations
 
-from google.cloud.firestore_v1.base_query import FieldFilter
-
 import datetime as dt
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 from shared.errors import BadRequest, CallTrackError, ConfigError
 from shared.exports import due
@@ -66,6 +64,21 @@ def ledger_key(platform: str, conversion_id: str) -> str:
     return f"{platform}:{conversion_id}"
 
 
+def _ledger_conv(doc: dict) -> Conversion:
+    """The conversion of a ledger document, with what its audit rows need."""
+    return Conversion(
+        doc["conversion_id"],
+        doc["site_id"],
+        doc["kind"],
+        doc["occurred_at"],
+        doc.get("value"),
+    )
+
+
+def _tally(refused: dict[str, int], reason: str) -> None:
+    refused[reason[:120]] = refused.get(reason[:120], 0) + 1
+
+
 @dataclass
 class Summary:
     due: int = 0
@@ -79,14 +92,7 @@ class Summary:
         self.states[state] = self.states.get(state, 0) + n
 
     def to_dict(self) -> dict:
-        return {
-            "due": self.due,
-            "skipped_done": self.skipped_done,
-            "claimed": self.claimed,
-            "states": self.states,
-            "polled": self.polled,
-            "conflicts": self.conflicts,
-        }
+        return asdict(self)
 
 
 @dataclass
@@ -208,9 +214,8 @@ class Exporter:
             option=self.fs.write_option(last_update_time=snap.update_time),
         )
         conf = self.site_configs(site_id)
-        conv = Conversion(
-            conversion_id, site_id, doc["kind"], doc["occurred_at"], doc.get("value")
-        )
+        # The operator's id, as given, though the key makes them the same.
+        conv = _ledger_conv({**doc, "conversion_id": conversion_id})
         # A later non-final row, so the due query no longer skips it.
         self._audit(
             platform,
@@ -597,7 +602,7 @@ class Exporter:
                 )
                 summary.count(state)
                 if state == REJECTED or reason.startswith(("auth:", "config:")):
-                    refused[reason[:120]] = refused.get(reason[:120], 0) + 1
+                    _tally(refused, reason)
             batch.commit()
         self.insert(TABLE, rows)
         self._log_refused(conf.site_id, platform, refused)
@@ -686,6 +691,10 @@ class Exporter:
     def poll_uploads(
         self, now: dt.datetime, summary: Summary, sites: set[str] | None = None
     ) -> None:
+        # Here, not at module level: the firestore package costs ~300 ms of
+        # the function's cold start, and only this query needs it.
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
         col = self.fs.collection(EXPORT_UPLOADS)
         for snap in (
             col.where(filter=FieldFilter("open", "==", True)).limit(500).stream()
@@ -734,18 +743,11 @@ class Exporter:
                 batch.update(
                     ref, {"state": res.state, "reason": res.reason, "updated_at": now}
                 )
-                conv = Conversion(
-                    doc["conversion_id"],
-                    doc["site_id"],
-                    doc["kind"],
-                    doc["occurred_at"],
-                    doc.get("value"),
-                )
                 rows.append(
                     self._row(
                         platform,
                         conf,
-                        conv,
+                        _ledger_conv(doc),
                         res.state,
                         res.reason,
                         int(doc.get("attempts") or 0),
@@ -756,7 +758,7 @@ class Exporter:
                 )
                 summary.count(res.state)
                 if res.state == REJECTED:
-                    refused[res.reason[:120]] = refused.get(res.reason[:120], 0) + 1
+                    _tally(refused, res.reason)
             batch.commit()
         self.insert(TABLE, rows)
         self._log_refused(conf.site_id, platform, refused)

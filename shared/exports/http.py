@@ -48,7 +48,6 @@ class Http:
         self.attempts = attempts
         self.backoff_s = backoff_s
         self.sleep = sleep
-        self.requests = 0
 
     def call(self, method: str, url: str, *, idempotent: bool, **kwargs):
         """The response of a request that got an answer other than a retryable
@@ -57,10 +56,11 @@ class Http:
 
         host = urlsplit(url).netloc
         last = ""
+        # Per call, not on self: one Http serves every sender (and thread).
+        retry_after: str | None = None
         for attempt in range(self.attempts):
             if attempt:
-                self.sleep(self._wait(attempt, last))
-            self.requests += 1
+                self.sleep(self._wait(attempt, last, retry_after))
             try:
                 resp = self.session.request(
                     method, url, timeout=self.timeout_s, **kwargs
@@ -82,17 +82,14 @@ class Http:
                 continue
             if resp.status_code in RETRY_STATUSES:
                 last = str(resp.status_code)
-                self._retry_after = resp.headers.get("Retry-After")
+                retry_after = resp.headers.get("Retry-After")
                 continue
             return resp
         msg = f"Expected {host} to answer, found {last} after {self.attempts} tries."
         raise TransientError(msg)
 
-    _retry_after: str | None = None
-
-    def _wait(self, attempt: int, last: str) -> float:
+    def _wait(self, attempt: int, last: str, retry_after: str | None) -> float:
         wait = self.backoff_s * 2 ** (attempt - 1)
-        if last == "429" and self._retry_after and self._retry_after.isdigit():
-            wait = max(wait, min(float(self._retry_after), MAX_RETRY_AFTER_S))
-        self._retry_after = None
+        if last == "429" and retry_after and retry_after.isdigit():
+            wait = max(wait, min(float(retry_after), MAX_RETRY_AFTER_S))
         return wait

@@ -202,6 +202,21 @@ class Sender:
         self.http = http
         self.endpoint = endpoint.rstrip("/")
 
+    @staticmethod
+    def _in_chunks(
+        convs: list[Conversion], size: int, results: list[Result], send
+    ) -> None:
+        """``send(part)`` per chunk, each guarded alone: one failed request
+        leaves the others' results standing."""
+        for part in pl.chunks(convs, size):
+            _guarded(part, results, lambda part=part: send(part))
+
+    @staticmethod
+    def _reject(resp, part: list[Conversion], results: list[Result]) -> None:
+        """An error answer refuses the whole request, so all of ``part``."""
+        reason = _error_text(resp)
+        results += [Result(c.conversion_id, REJECTED, reason) for c in part]
+
     def plan(
         self,
         conf: ExportConfig,
@@ -266,37 +281,39 @@ class GoogleDataManager(Sender):
             )
         return out
 
+    def _headers(self, conf, secrets) -> dict:
+        return {"Authorization": f"Bearer {self.auth.token(conf.site_id, secrets)}"}
+
     def send(self, conf, secrets, convs, now, batch_id):
-        token = self.auth.token(conf.site_id, secrets)
+        headers = self._headers(conf, secrets)
         results: list[Result] = []
         uploads: list[Upload] = []
-        for part in pl.chunks(convs, pl.GOOGLE_MAX_EVENTS):
-            _guarded(
-                part,
-                results,
-                lambda part=part: self._ingest(conf, token, part, results, uploads),
-            )
+        self._in_chunks(
+            convs,
+            pl.GOOGLE_MAX_EVENTS,
+            results,
+            lambda part: self._ingest(conf, headers, part, results, uploads),
+        )
         return results, uploads
 
-    def _ingest(self, conf, token, part, results, uploads) -> None:
+    def _ingest(self, conf, headers, part, results, uploads) -> None:
         events = [pl.datamanager_event(c, conf) for c in part]
         resp = self.http.call(
             "POST",
             f"{self.endpoint}/v1/events:ingest",
             idempotent=True,
             json=pl.datamanager_request(events, conf),
-            headers={"Authorization": f"Bearer {token}"},
+            headers=headers,
         )
         _refuse_auth(resp, "Google Data Manager")
         if resp.status_code == 400 and len(part) > 1:
             # Fast-fail: one bad event refuses the request; halve to find it.
             half = len(part) // 2
-            self._ingest(conf, token, part[:half], results, uploads)
-            self._ingest(conf, token, part[half:], results, uploads)
+            self._ingest(conf, headers, part[:half], results, uploads)
+            self._ingest(conf, headers, part[half:], results, uploads)
             return
         if resp.status_code >= 400:
-            reason = _error_text(resp)
-            results += [Result(c.conversion_id, REJECTED, reason) for c in part]
+            self._reject(resp, part, results)
             return
         request_id = resp.json()["requestId"]
         results += [Result(c.conversion_id, SENT, "", request_id) for c in part]
@@ -306,13 +323,13 @@ class GoogleDataManager(Sender):
 
     def validate(self, conf, secrets, planned: Planned) -> dict:
         """Send one planned request with validateOnly: the platform's verdict."""
-        token = self.auth.token(conf.site_id, secrets)
+        headers = self._headers(conf, secrets)
         resp = self.http.call(
             "POST",
             planned.url,
             idempotent=True,
             json=planned.body,
-            headers={"Authorization": f"Bearer {token}"},
+            headers=headers,
         )
         _refuse_auth(resp, "Google Data Manager")
         return {
@@ -321,13 +338,13 @@ class GoogleDataManager(Sender):
         }
 
     def poll(self, conf, secrets, upload, now):
-        token = self.auth.token(conf.site_id, secrets)
+        headers = self._headers(conf, secrets)
         resp = self.http.call(
             "GET",
             f"{self.endpoint}/v1/requestStatus:retrieve",
             idempotent=True,
             params={"requestId": upload["request_id"]},
-            headers={"Authorization": f"Bearer {token}"},
+            headers=headers,
         )
         _refuse_auth(resp, "Google Data Manager")
         if resp.status_code >= 400:
@@ -417,12 +434,12 @@ class GoogleLegacy(Sender):
     def send(self, conf, secrets, convs, now, batch_id):
         headers = self._headers(conf, secrets)
         results: list[Result] = []
-        for part in pl.chunks(convs, pl.GOOGLE_MAX_EVENTS):
-            _guarded(
-                part,
-                results,
-                lambda part=part: self._upload(conf, headers, part, results, now),
-            )
+        self._in_chunks(
+            convs,
+            pl.GOOGLE_MAX_EVENTS,
+            results,
+            lambda part: self._upload(conf, headers, part, results, now),
+        )
         return results, []
 
     def _upload(self, conf, headers, part, results, now) -> None:
@@ -432,8 +449,7 @@ class GoogleLegacy(Sender):
         )
         _refuse_auth(resp, "Google Ads")
         if resp.status_code >= 400:
-            reason = _error_text(resp)
-            results += [Result(c.conversion_id, REJECTED, reason) for c in part]
+            self._reject(resp, part, results)
             return
         results += self._partial(part, resp.json(), now)
 
@@ -569,8 +585,7 @@ class Yandex(Sender):
         )
         _refuse_auth(resp, "Yandex Metrica")
         if resp.status_code >= 400:
-            reason = _error_text(resp)
-            results += [Result(c.conversion_id, REJECTED, reason) for c in members]
+            self._reject(resp, members, results)
             return
         upload_id = str(resp.json()["uploading"]["id"])
         results += [Result(c.conversion_id, SENT, "", upload_id) for c in members]
@@ -665,10 +680,12 @@ class Meta(Sender):
     def send(self, conf, secrets, convs, now, batch_id):
         token = _secret(secrets, "meta_access_token", conf.site_id)
         results: list[Result] = []
-        for part in pl.chunks(convs, pl.META_MAX_EVENTS):
-            _guarded(
-                part, results, lambda part=part: self._post(conf, token, part, results)
-            )
+        self._in_chunks(
+            convs,
+            pl.META_MAX_EVENTS,
+            results,
+            lambda part: self._post(conf, token, part, results),
+        )
         return results, []
 
     def _post(self, conf, token, part, results) -> None:
@@ -686,8 +703,7 @@ class Meta(Sender):
             self._post(conf, token, part[half:], results)
             return
         if resp.status_code >= 400:
-            reason = _error_text(resp)
-            results += [Result(c.conversion_id, REJECTED, reason) for c in part]
+            self._reject(resp, part, results)
             return
         results += [Result(c.conversion_id, ACCEPTED) for c in part]
 
